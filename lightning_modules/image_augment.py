@@ -1,0 +1,79 @@
+"""Offline image augmentation with kornia, seeded without touching global RNG state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class ImageAugmentSpec:
+    """Plain description of the pipeline; a transform with p == 0 is left out."""
+
+    rotation_p: float = 0.0
+    rotation_degrees: float = 10.0
+    hflip_p: float = 0.0
+    vflip_p: float = 0.0
+    affine_p: float = 0.0
+    translate: float = 0.1
+    scale: tuple[float, float] = (0.9, 1.1)
+    color_p: float = 0.0
+    brightness: float = 0.2
+    contrast: float = 0.2
+    noise_p: float = 0.0
+    noise_std: float = 0.03
+    erasing_p: float = 0.0
+    erasing_scale: tuple[float, float] = (0.02, 0.12)
+
+
+def build_pipeline(spec: ImageAugmentSpec) -> torch.nn.Module:
+    import kornia.augmentation as K
+
+    steps: list[torch.nn.Module] = []
+    if spec.rotation_p:
+        steps.append(K.RandomRotation(spec.rotation_degrees, p=spec.rotation_p))
+    if spec.hflip_p:
+        steps.append(K.RandomHorizontalFlip(p=spec.hflip_p))
+    if spec.vflip_p:
+        steps.append(K.RandomVerticalFlip(p=spec.vflip_p))
+    if spec.affine_p:
+        steps.append(
+            K.RandomAffine(
+                0.0, translate=(spec.translate, spec.translate), scale=spec.scale, p=spec.affine_p
+            )
+        )
+    if spec.color_p and (spec.brightness or spec.contrast):
+        steps.append(
+            K.ColorJiggle(brightness=spec.brightness, contrast=spec.contrast, p=spec.color_p)
+        )
+    if spec.noise_p:
+        steps.append(K.RandomGaussianNoise(std=spec.noise_std, p=spec.noise_p))
+    if spec.erasing_p:
+        steps.append(K.RandomErasing(scale=spec.erasing_scale, p=spec.erasing_p))
+    return K.AugmentationSequential(*steps) if steps else torch.nn.Identity()
+
+
+def augment_images(
+    images: np.ndarray, spec: ImageAugmentSpec, seed: int, chunk: int = 4096
+) -> np.ndarray:
+    """Augment (N, C, H, W) float images in [0, 1]; same seed -> same output.
+
+    kornia samples from torch's global generator, so sampling runs inside
+    `torch.random.fork_rng`, which restores the caller's RNG state afterwards.
+    """
+    pipeline = build_pipeline(spec)
+    out = np.empty_like(images, dtype=np.float32)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        for start, stop in _chunks(len(images), chunk):
+            batch = torch.from_numpy(np.ascontiguousarray(images[start:stop], dtype=np.float32))
+            out[start:stop] = pipeline(batch).clamp_(0.0, 1.0).numpy()
+    return out
+
+
+def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, n, size):
+        yield start, min(n, start + size)

@@ -1,0 +1,1 @@
+"""reprolab pipeline stages: one module per DVC stage plus shared plumbing."""

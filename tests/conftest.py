@@ -1,0 +1,92 @@
+"""Shared fixtures: build the real config, then shrink it; tracking goes to tmp_path."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stages import config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def deep_update(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_update(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture
+def shipped_params() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+@pytest.fixture
+def make_params(shipped_params, tmp_path):
+    """make_params({"data": {...}}) -> validated Params; data paths resolve from tmp_path."""
+
+    def build(overrides: dict[str, Any] | None = None) -> config.Params:
+        raw = deep_update(shipped_params, overrides or {})
+        return config.validate(raw, tmp_path / "params.yaml")
+
+    return build
+
+
+@pytest.fixture
+def mlflow_uri(tmp_path, monkeypatch) -> str:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+@pytest.fixture
+def repo_copy(tmp_path) -> Path:
+    """The git-tracked + new project files copied into a fresh git repo in tmp_path."""
+    dest = tmp_path / "repo"
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for rel in files:
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"],
+    ):
+        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+def pipeline_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for `dvc repro` in a repo copy: this venv's tools, tracking in tmp_path."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("REPROLAB_PIPELINE_ID", None)
+    return env
+
+
+def write_params(repo: Path, overrides: dict[str, Any]) -> None:
+    path = repo / "params.yaml"
+    raw = deep_update(yaml.safe_load(path.read_text()), overrides)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
