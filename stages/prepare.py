@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +27,46 @@ SPLITS = ("train", "val", "test")
 log = logging.getLogger("reprolab.prepare")
 
 
-def run(cfg: config.Params, out_dir: str | Path, root: str | Path = ".") -> dict[str, Any]:
+@dataclass
+class Plan:
+    """Everything validated about the data, before any output or MLflow run exists."""
+
+    raw: RawData
+    target: Target
+    parts: dict[str, np.ndarray]
+    started: float
+
+
+def plan(cfg: config.Params, root: str | Path = ".") -> Plan:
+    """Read the source, decide the task and split it; raises DataError on bad data."""
+    started = time.perf_counter()
+    raw = load_source(cfg.data, Path(root), cfg.seed)
+    target = resolve_target(raw, cfg.data.task, cfg.data.max_classes)
+    parts = split_indices(
+        target.y, target.task, cfg.data.val_size, cfg.data.test_size, cfg.seed, target.classes
+    )
+    return Plan(raw, target, parts, started)
+
+
+def run(
+    cfg: config.Params,
+    out_dir: str | Path,
+    root: str | Path = ".",
+    planned: Plan | None = None,
+) -> dict[str, Any]:
     """Prepare the configured data into `out_dir`.
 
     Args:
         cfg: validated params (reads `seed` and `data`).
         out_dir: the stage's output directory (replaced atomically).
         root: folder that relative `data.source` paths are resolved from.
+        planned: the result of `plan()`, if already computed.
 
     Returns:
         The metrics logged for the stage (rows per split, features, classes, seconds).
     """
-    start = time.perf_counter()
-    raw = load_source(cfg.data, Path(root), cfg.seed)
-    target = resolve_target(raw, cfg.data.task, cfg.data.max_classes)
-    parts = split_indices(
-        target.y, target.task, cfg.data.val_size, cfg.data.test_size, cfg.seed, target.classes
-    )
+    p = planned or plan(cfg, root)
+    raw, target, parts, start = p.raw, p.target, p.parts, p.started
     with io.atomic_dir(out_dir) as tmp:
         schema = _write_splits(raw, target, parts, cfg, tmp)
         io.write_json(tmp / "schema.json", schema)
@@ -161,27 +185,23 @@ def main(argv: list[str] | None = None) -> int:
 
     def body(args):
         cfg = config.load(args.params)
+        planned = plan(cfg, root=Path(args.params).resolve().parent)  # bad data fails here
+        import mlflow
+
         from stages import tracking
 
-        with tracking.stage_run("prepare", cfg, SECTIONS) as run:
-            metrics = run_(cfg, args)
-            import mlflow
-
-            mlflow.set_tag("data_fingerprint", _fingerprint(args.out))
+        with tracking.stage_run(
+            "prepare",
+            cfg,
+            SECTIONS,
+            dataset=planned.raw.name,
+            data_fingerprint=planned.raw.fingerprint,
+        ):
+            metrics = run(cfg, args.out, planned=planned)
             mlflow.log_metrics(metrics)
             mlflow.log_artifact(str(Path(args.out) / "schema.json"))
-            log.info("mlflow_run=%s", run.info.run_id)
-
-    def run_(cfg, args):
-        return run(cfg, args.out, root=Path(args.params).resolve().parent)
 
     return run_main("prepare", body, ap, argv)
-
-
-def _fingerprint(out_dir: str) -> str:
-    import json
-
-    return json.loads((Path(out_dir) / "schema.json").read_text())["fingerprint"]
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def normalize_columns(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str], lis
             columns[col] = (s.astype("int64").where(s.notna()) / 1e9).astype(np.float32)
         elif pd.api.types.is_numeric_dtype(s):
             # float32 end to end: sklearn's imputer and scalers keep it, halving peak memory
-            columns[col] = s.astype(np.float32, copy=False)
+            columns[col] = s.astype(np.float32)  # lazy under pandas copy-on-write
         else:
             columns[col] = (
                 s.astype(object)

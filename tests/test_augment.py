@@ -1,0 +1,145 @@
+"""augment: train-only, seeded, switchable transforms; the caller's RNG is left alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lightning_modules.image_augment import ImageAugmentSpec, augment_images
+from stages import augment, prepare
+from stages.tabular_augment import jitter, mixup_same_class
+
+
+@pytest.fixture
+def prepared(make_params, tmp_path):
+    def build(source: str, **data):
+        cfg = make_params({"data": {"source": source, **data}})
+        out = tmp_path / f"prepared-{source}"
+        prepare.run(cfg, out, root=tmp_path)
+        return out
+
+    return build
+
+
+def _aug(make_params, prepared_dir, tmp_path, overrides=None, name="aug"):
+    cfg = make_params({"augment": overrides or {}})
+    out = tmp_path / name
+    metrics = augment.run(cfg, prepared_dir, out)
+    with np.load(out / "train.npz") as npz:
+        return metrics, {k: npz[k] for k in npz.files}, out
+
+
+def test_images_multiplied_seeded_and_grid_written(make_params, prepared, tmp_path):
+    src = prepared("digits")
+    m1, a, out = _aug(make_params, src, tmp_path, {"multiplier": 3}, "a")
+    _, b, _ = _aug(make_params, src, tmp_path, {"multiplier": 3}, "b")
+    assert m1["rows_out"] == 3 * m1["rows_in"]
+    np.testing.assert_array_equal(a["X"], b["X"])  # same seed -> same output
+    n = m1["rows_in"]
+    with np.load(src / "train.npz") as orig:
+        np.testing.assert_array_equal(a["X"][:n], orig["X"])  # originals first, untouched
+        np.testing.assert_array_equal(a["y"][n : 2 * n], orig["y"])
+    assert not np.allclose(a["X"][n : 2 * n], a["X"][:n])
+    assert a["augmented"].sum() == 2 * n and (a["source_index"][n : 2 * n] == np.arange(n)).all()
+    assert (out / "samples.png").stat().st_size > 1000
+    assert a["X"].min() >= 0.0 and a["X"].max() <= 1.0
+
+
+def test_val_and_test_are_never_augmented(make_params, prepared, tmp_path):
+    src = prepared("digits")
+    before = {s: (src / f"{s}.npz").read_bytes() for s in ("val", "test")}
+    _aug(make_params, src, tmp_path)
+    assert {s: (src / f"{s}.npz").read_bytes() for s in ("val", "test")} == before
+
+
+def test_disabled_copies_train_unchanged(make_params, prepared, tmp_path):
+    src = prepared("iris")
+    m, a, out = _aug(make_params, src, tmp_path, {"enabled": False})
+    assert m["rows_out"] == m["rows_in"] and not a["augmented"].any()
+    assert not (out / "samples.png").exists()
+
+
+def test_seed_changes_output(make_params, prepared, tmp_path):
+    src = prepared("digits")
+    _, a, _ = _aug(make_params, src, tmp_path, name="a")
+    cfg = make_params({"seed": 1})
+    augment.run(cfg, src, tmp_path / "c")
+    with np.load(tmp_path / "c" / "train.npz") as c:
+        assert not np.array_equal(a["X"], c["X"])
+
+
+def test_each_image_transform_can_be_switched_off(make_params, prepared, tmp_path):
+    src = prepared("digits")
+    off = {
+        k: {"enabled": False}
+        for k in ("rotation", "hflip", "vflip", "affine", "color", "noise", "erasing")
+    }
+    m, a, _ = _aug(make_params, src, tmp_path, {"image": off})
+    n = m["rows_in"]
+    np.testing.assert_allclose(a["X"][n:], a["X"][:n])
+
+
+def test_caller_rng_state_untouched():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    augment_images(
+        np.random.rand(4, 1, 8, 8).astype(np.float32),
+        ImageAugmentSpec(rotation_p=1.0, noise_p=1.0),
+        seed=5,
+    )
+    np.testing.assert_array_equal(torch.rand(3).numpy(), expected.numpy())
+
+
+def test_tabular_augment_only_touches_numeric_columns(make_params, tmp_path, prepared):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    from make_examples import make_houses
+
+    make_houses(tmp_path / "h.csv", n=200)
+    src = prepared("h.csv", target="sold_fast")
+    m, a, _ = _aug(
+        make_params, src, tmp_path, {"tabular": {"mixup": {"enabled": False}, "jitter": {"p": 1.0}}}
+    )
+    import json
+
+    mask = np.asarray(
+        json.loads((src / "schema.json").read_text())["preprocessing"]["numeric_mask"]
+    )
+    n = m["rows_in"]
+    delta = a["X"][n:] - a["X"][:n]
+    assert np.abs(delta[:, ~mask]).max() == 0  # one-hot columns stay exact
+    assert np.abs(delta[:, mask]).mean() > 0
+
+
+def test_jitter_scale_and_probability():
+    rng = np.random.default_rng(0)
+    X = np.zeros((4000, 3), dtype=np.float32)
+    out = jitter(
+        X, rng, p=0.5, std=0.1, feature_std=np.ones(3, np.float32), mask=np.ones(3, np.float32)
+    )
+    changed = np.abs(out).sum(axis=1) > 0
+    assert 0.45 < changed.mean() < 0.55
+    assert out[changed].std() == pytest.approx(0.1, rel=0.05)
+
+
+def test_mixup_keeps_class_and_blends_regression_targets():
+    rng = np.random.default_rng(0)
+    X = np.repeat(np.arange(3, dtype=np.float32), 50)[:, None]
+    y = np.repeat(np.arange(3), 50)
+    Xm, ym = mixup_same_class(X, y, rng, p=1.0, alpha=0.4, classification=True)
+    np.testing.assert_array_equal(ym, y)
+    np.testing.assert_allclose(Xm[:, 0], y)  # partners share the class, so the value
+    yr = np.linspace(0, 1, 150).astype(np.float32)
+    Xr, yr2 = mixup_same_class(X, yr, rng, p=1.0, alpha=0.4, classification=False)
+    assert yr2.min() >= 0 and yr2.max() <= 1 and not np.allclose(yr2, yr)
+
+
+def test_missing_prepared_input_names_the_command(make_params, tmp_path):
+    from stages.errors import UserError
+
+    with pytest.raises(UserError, match="dvc repro prepare"):
+        augment.run(make_params(), tmp_path / "nope", tmp_path / "out")

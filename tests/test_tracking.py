@@ -1,0 +1,124 @@
+"""MLflow tracking: lineage tags, statuses on success/failure/signals, orphan clean-up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from stages import tracking
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _runs(uri: str):
+    client = mlflow.MlflowClient(uri)
+    exps = client.search_experiments()
+    return client.search_runs([e.experiment_id for e in exps])
+
+
+def test_successful_run_is_tagged_and_finished(make_params, mlflow_uri):
+    cfg = make_params()
+    with tracking.stage_run(
+        "prepare", cfg, ("seed", "data"), dataset="digits", data_fingerprint="sha256:abc"
+    ):
+        mlflow.log_metric("x", 1.0)
+    (run,) = _runs(mlflow_uri)
+    tags = run.data.tags
+    assert run.info.status == "FINISHED"
+    assert tags["stage"] == "prepare" and tags["data_fingerprint"] == "sha256:abc"
+    assert len(tags["params_hash"]) == 16 and tags["pipeline_id"]
+    assert tags["git_commit"] and tags["git_dirty"] in ("true", "false", "unknown")
+    assert run.data.params["data.source"] == "digits"
+    assert run.data.params["data.synthetic.n_classes"] == "3"
+
+
+def test_exception_marks_failed(make_params, mlflow_uri):
+    with pytest.raises(ValueError), tracking.stage_run("augment", make_params(), ("augment",)):
+        raise ValueError("boom")
+    assert [r.info.status for r in _runs(mlflow_uri)] == ["FAILED"]
+
+
+def test_keyboard_interrupt_marks_killed(make_params, mlflow_uri):
+    with (
+        pytest.raises(KeyboardInterrupt),
+        tracking.stage_run("augment", make_params(), ("augment",)),
+    ):
+        mlflow.start_run(nested=True)
+        raise KeyboardInterrupt
+    assert sorted(r.info.status for r in _runs(mlflow_uri)) == ["KILLED", "KILLED"]
+
+
+def test_pipeline_id_env_and_experiment_name(make_params, monkeypatch):
+    monkeypatch.setenv("REPROLAB_PIPELINE_ID", "abc123")
+    assert tracking.pipeline_id() == "abc123"
+    cfg = make_params({"mlflow": {"experiment": "mine"}})
+    assert tracking.experiment_name(cfg, "digits") == "mine"
+    assert tracking.experiment_name(make_params(), "houses") == "reprolab-houses"
+
+
+def test_dvc_dep_hashes_read_from_lock(tmp_path):
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(
+        "schema: '2.0'\nstages:\n  prepare:\n    outs:\n"
+        "    - path: data/prepared\n      md5: abc.dir\n"
+    )
+    assert tracking.dvc_dep_hashes(["data/prepared", "x"], lock) == {
+        "dvc_dep.data/prepared": "abc.dir"
+    }
+
+
+SCRIPT = textwrap.dedent("""
+    import sys, time
+    from stages import config, tracking
+    from stages.cli import run_main, parser
+    cfg = config.Params()
+    def body(args):
+        with tracking.stage_run("augment", cfg, ("augment",)):
+            print("ready", flush=True)
+            time.sleep(60)
+    sys.exit(run_main("augment", body, parser("augment", "t"), []))
+""")
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "status"),
+    [
+        (signal.SIGTERM, 143, "KILLED"),
+        (signal.SIGINT, 130, "KILLED"),
+        (signal.SIGKILL, -9, "RUNNING"),
+    ],
+)
+def test_signals_end_runs_killed(tmp_path, sig, code, status):
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}",
+        "PYTHONPATH": str(REPO),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    (run,) = _runs(env["MLFLOW_TRACKING_URI"])
+    assert run.info.status == status
+    if sig == signal.SIGKILL:  # the next stage run on this host closes the orphan
+        client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+        assert tracking.close_orphaned_runs(client, run.info.experiment_id) == 1
+        assert client.get_run(run.info.run_id).info.status == "KILLED"
+    time.sleep(0)
