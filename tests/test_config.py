@@ -158,9 +158,14 @@ def test_every_schema_key_of_a_section_is_tracked_by_dvc(section):
         assert f"{section}.{field}" in listed, f"{section}.{field} not listed in dvc.yaml"
 
 
-@pytest.mark.parametrize("name", ["houses.yaml", "shapes.yaml"])
-def test_example_params_validate(name):
-    # examples are meant to be copied over params.yaml, so paths resolve from the repo root
-    raw = config.read_yaml(REPO / "examples" / name)
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"source": "data/raw/examples/houses.csv", "target": "price"},
+        {"source": "data/raw/examples/shapes", "target": None, "image_size": [16, 16]},
+    ],
+)
+def test_readme_own_data_overrides_validate(shipped_params, overrides):
+    raw = {**shipped_params, "data": {**shipped_params["data"], **overrides}}
     cfg = config.validate(raw, REPO / "params.yaml")
-    assert cfg.data.source.startswith("data/raw/examples/")
+    assert cfg.data.source == overrides["source"]

@@ -105,3 +105,26 @@ def test_bad_data_fails_without_outputs_or_runs(repo_copy, tmp_path):
     assert not (repo_copy / "data/prepared").exists()
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
     assert not client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+@pytest.mark.parametrize(
+    ("sets", "expect"),
+    [
+        (
+            ["data.source=data/raw/examples/houses.csv", "data.target=price"],
+            {"task": "regression", "modality": "table"},
+        ),
+        (
+            ["data.source=data/raw/examples/shapes", "data.target=null", "data.image_size=[16,16]"],
+            {"task": "classification", "modality": "image", "input_shape": [3, 16, 16]},
+        ),
+    ],
+    ids=["houses-csv", "shapes-png"],
+)
+def test_readme_own_data_commands(repo_copy, tmp_path, sets, expect):
+    env = pipeline_env(tmp_path)
+    args = [a for s in sets for a in ("-S", s)]
+    _dvc(repo_copy, env, "exp", "run", *args, "augment")
+    schema = json.loads((repo_copy / "data/prepared/schema.json").read_text())
+    assert {k: schema[k] for k in expect} == expect
+    assert (repo_copy / "data/augmented/train.npz").exists()
