@@ -1,0 +1,1 @@
+"""Optuna study machinery for the tune stage: storage, samplers, budget, tracking, plots."""

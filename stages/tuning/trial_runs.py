@@ -1,0 +1,79 @@
+"""One nested MLflow run per Optuna trial, under the study's parent run.
+
+Our own thin integration (Optuna's MLflowCallback is deprecated and loses the parent):
+workers in other processes create their trial runs with the client API and the
+`mlflow.parentRunId` tag, log per-epoch curves with `log_batch`, and end each run with the
+trial's state (complete -> FINISHED, pruned -> FINISHED + state tag, failed -> FAILED,
+interrupted -> KILLED).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+
+from stages.tracking import flatten
+
+MAX_PARAM_LEN = 6000
+
+
+class TrialRun:
+    def __init__(
+        self,
+        client: MlflowClient,
+        experiment_id: str,
+        parent_run_id: str,
+        number: int,
+        tags: Mapping[str, str] | None = None,
+    ):
+        self.client = client
+        run = client.create_run(
+            experiment_id,
+            run_name=f"trial-{number:04d}",
+            tags={
+                "mlflow.parentRunId": parent_run_id,
+                "stage": "tune-trial",
+                "optuna_trial": str(number),
+                **(tags or {}),
+            },
+        )
+        self.run_id = run.info.run_id
+        self._pending: list[Metric] = []
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        batch = [Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in flatten(dict(params)).items()]
+        for start in range(0, len(batch), 100):
+            self.client.log_batch(self.run_id, params=batch[start : start + 100])
+
+    def log_epoch(self, metrics: Mapping[str, float], epoch: int) -> None:
+        now = int(time.time() * 1000)
+        self._pending.extend(Metric(k, float(v), now, epoch) for k, v in metrics.items())
+        self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self.client.log_batch(self.run_id, metrics=self._pending)
+            self._pending = []
+
+    def finish(
+        self, state: str, reason: str | None = None, metrics: Mapping[str, float] | None = None
+    ) -> None:
+        """state: complete | pruned | fail | killed."""
+        if metrics:
+            now = int(time.time() * 1000)
+            self._pending.extend(Metric(k, float(v), now, 0) for k, v in metrics.items())
+        self.flush()
+        self.client.set_tag(self.run_id, "trial_state", state)
+        if reason:
+            self.client.set_tag(self.run_id, "trial_reason", reason[:5000])
+        status = {
+            "complete": "FINISHED",
+            "pruned": "FINISHED",
+            "fail": "FAILED",
+            "killed": "KILLED",
+        }[state]
+        self.client.set_terminated(self.run_id, status=status)
