@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -33,6 +34,14 @@ MAX_PARAM_LEN = 6000
 
 class Terminated(BaseException):
     """Raised in the main thread when the process receives SIGTERM."""
+
+
+_SECRET_IN_URL = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]+:)(?P<secret>[^@\s]+)@")
+
+
+def mask_secrets(text: str) -> str:
+    """Hide passwords in URLs (postgresql://user:secret@host -> postgresql://user:***@host)."""
+    return _SECRET_IN_URL.sub(lambda m: f"{m.group('head')}***@", text)
 
 
 def tracking_uri(cfg: Params) -> str:
@@ -167,7 +176,7 @@ def log_params(params: Mapping[str, Any]) -> None:
 
     clean = {}
     for key, value in flatten(params).items():
-        text = "null" if value is None else str(value)
+        text = "null" if value is None else mask_secrets(str(value))
         clean[key] = text if len(text) <= MAX_PARAM_LEN else text[: MAX_PARAM_LEN - 3] + "..."
     if clean:
         mlflow.log_params(clean)
@@ -220,7 +229,7 @@ def stage_run(
             stage,
             run.info.run_id,
             experiment.name,
-            tracking_uri(cfg),
+            mask_secrets(tracking_uri(cfg)),
         )
         try:
             if run_id is None:

@@ -122,3 +122,28 @@ def test_signals_end_runs_killed(tmp_path, sig, code, status):
         assert tracking.close_orphaned_runs(client, run.info.experiment_id) == 1
         assert client.get_run(run.info.run_id).info.status == "KILLED"
     time.sleep(0)
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        (
+            "postgresql://alice:s3cr%40t@127.0.0.1:5432/optuna",
+            "postgresql://alice:***@127.0.0.1:5432/optuna",
+        ),
+        ("use mysql+pymysql://u:p@db/x now", "use mysql+pymysql://u:***@db/x now"),
+        ("http://127.0.0.1:5000/api", "http://127.0.0.1:5000/api"),
+        ("sqlite:///mlflow.db", "sqlite:///mlflow.db"),
+    ],
+)
+def test_mask_secrets(text, masked):
+    assert tracking.mask_secrets(text) == masked
+
+
+def test_passwords_never_reach_mlflow_params(make_params, mlflow_uri, caplog):
+    cfg = make_params({"mlflow": {"experiment": "pw"}})
+    with tracking.stage_run("prepare", cfg, ("seed", "data")):
+        tracking.log_params({"tune": {"storage": "postgresql://bob:hunter2@db/optuna"}})
+    (run,) = _runs(mlflow_uri)
+    assert run.data.params["tune.storage"] == "postgresql://bob:***@db/optuna"
+    assert "hunter2" not in caplog.text

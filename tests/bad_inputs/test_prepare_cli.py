@@ -1,0 +1,160 @@
+"""Bad input through the real `python -m stages.prepare` CLI.
+
+Each refused case must exit 2 before any compute, print one paragraph naming the file,
+key or row (no traceback), and leave no output and no MLflow run. Accepted cases (which
+must work by conversion) are checked for their output.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "examples"))
+from make_examples import make_houses, make_shapes  # noqa: E402
+
+
+@dataclass
+class Case:
+    name: str
+    make: object  # (tmp_path) -> data overrides (dict) or raw params text (str)
+    expect: tuple[str, ...]  # fragments of the error; empty = must succeed
+
+
+def _params_text(text):
+    return lambda tmp: text
+
+
+def _csv(text, target="y", **extra):
+    def make(tmp):
+        (tmp / "d.csv").write_bytes(text if isinstance(text, bytes) else text.encode())
+        return {"source": "d.csv", "target": target, **extra}
+
+    return make
+
+
+def _npz(**arrays):
+    def make(tmp):
+        np.savez(tmp / "d.npz", **arrays)
+        return {"source": "d.npz"}
+
+    return make
+
+
+def _truncated_png(tmp):
+    make_shapes(tmp / "imgs", per_class=4)
+    bad = tmp / "imgs" / "circle" / "circle_001.png"
+    bad.write_bytes(bad.read_bytes()[:50])
+    return {"source": "imgs"}
+
+
+def _mixed_images(tmp):
+    make_shapes(tmp / "imgs", per_class=6, sizes=(12, 30), modes=("L", "RGB"))
+    Image.new("P", (17, 9)).save(tmp / "imgs" / "circle" / "palette.png")
+    Image.new("RGBA", (9, 9)).save(tmp / "imgs" / "square" / "alpha.png")
+    return {"source": "imgs", "image_size": [10, 10]}
+
+
+def _free_text(tmp):
+    rows = "".join(f"{i},note {i} about something\n" for i in range(10_000))
+    (tmp / "d.csv").write_text("a,text\n" + rows)
+    return {"source": "d.csv", "target": "text"}
+
+
+def _too_big(tmp):
+    make_houses(tmp / "d.csv", n=200)
+    return {"source": "d.csv", "target": "price", "max_bytes": 1000}
+
+
+ROWS = "".join(f"{i},{i % 3}\n" for i in range(60))
+CASES = [
+    Case(
+        "yaml-syntax",
+        _params_text("data:\n  source: [digits\n"),
+        ("YAML syntax error", "params.yaml:"),
+    ),
+    Case("unknown-key", _params_text("data:\n  sorce: digits\n"), ("did you mean 'data.source'",)),
+    Case(
+        "wrong-type",
+        _params_text("augment:\n  multiplier: many\n"),
+        ("augment.multiplier = 'many'",),
+    ),
+    Case(
+        "splits-sum-to-1",
+        _params_text("data:\n  val_size: 0.5\n  test_size: 0.5\n"),
+        ("val_size + test_size = 1",),
+    ),
+    Case("missing-source", _params_text("data:\n  source: nope.csv\n"), ("no such file",)),
+    Case("empty-csv", _csv(""), ("d.csv", "empty")),
+    Case("header-only-csv", _csv("a,y\n"), ("d.csv", "no data rows")),
+    Case("truncated-csv", _csv("a,b,y\n" + "1,2,x\n" * 40 + "1,"), ("d.csv", "truncated")),
+    Case("truncated-png", _truncated_png, ("circle_001.png", "corrupt or truncated")),
+    Case(
+        "labels-out-of-range",
+        _npz(X=np.zeros((30, 2)), y=np.arange(30) % 4, classes=np.array(["a", "b", "c"])),
+        ("outside 0..2",),
+    ),
+    Case(
+        "nan-features",
+        _npz(X=np.r_[np.zeros((29, 2)), [[np.nan, 1]]], y=np.arange(30) % 3),
+        ("X row 29", "non-finite"),
+    ),
+    Case("inf-csv", _csv("a,y\n" + "1,0\n2,1\n" * 20 + "inf,1\n"), ("column 'a'", "line 42")),
+    Case("one-class", _csv("a,y\n" + "1,k\n" * 30), ("only one class",)),
+    Case("free-text-target", _free_text, ("10,000 distinct values", "free text")),
+    Case("over-max-bytes", _too_big, ("exceeds data.max_bytes = 1,000",)),
+    Case("mixed-image-modes-and-sizes", _mixed_images, ()),
+    Case(
+        "non-utf8-csv", _csv(("c,y\n" + "Málaga,1\nZürich,2\nKöln,3\n" * 20).encode("cp1252")), ()
+    ),
+    Case("int-target-small-cardinality", _csv("a,y\n" + ROWS), ()),
+]
+
+
+def _run(tmp: Path, case: Case):
+    made = case.make(tmp)
+    if isinstance(made, str):
+        (tmp / "params.yaml").write_text(made)
+    else:
+        base = yaml.safe_load((REPO / "params.yaml").read_text())
+        base["data"] = {**base["data"], **made}
+        (tmp / "params.yaml").write_text(yaml.safe_dump(base))
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
+        "PYTHONPATH": str(REPO),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "stages.prepare", "--out", "out"],
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_prepare_cli(tmp_path, case):
+    res = _run(tmp_path, case)
+    if not case.expect:
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert (tmp_path / "out" / "train.npz").exists()
+        return
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+    err = res.stderr.strip().splitlines()[-1] if "\n  " not in res.stderr else res.stderr
+    for fragment in case.expect:
+        assert fragment in err, res.stderr
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.tmp-*"))
+    assert not (tmp_path / "mlflow.db").exists()  # no MLflow run, not even a store
