@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: repro test test-fast lint ui bench dag clean-outputs setup
+.PHONY: repro test test-fast lint ui dashboard mlflow-server bench dag clean-outputs setup
 
 setup: $(STAMP)
 
@@ -34,6 +34,24 @@ lint: $(STAMP)
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $${PORT:-5000}
+
+# Team tracking server: PostgreSQL (or any SQLAlchemy URL) backend, artifacts proxied by the
+# server into MLFLOW_ARTIFACTS_DESTINATION. Both reach `mlflow server` through the
+# environment (it reads them itself), so a database password shows in neither the echoed
+# command nor `ps`. Loopback only unless HOST=0.0.0.0 is given explicitly; it has no
+# authentication by default (README, "Team mode").
+ifneq ($(origin HOST),command line)  # a HOST in the environment must not expose it
+HOST := 127.0.0.1
+endif
+PORT ?= 5000
+mlflow-server: $(STAMP)
+	MLFLOW_BACKEND_STORE_URI="$${MLFLOW_BACKEND_STORE_URI:-sqlite:///mlflow.db}" \
+	MLFLOW_ARTIFACTS_DESTINATION="$${MLFLOW_ARTIFACTS_DESTINATION:-./mlartifacts}" \
+		$(BIN)/mlflow server --host $(HOST) --port $(PORT) $(MLFLOW_SERVER_ARGS)
+
+dashboard: $(STAMP)
+	$(BIN)/optuna-dashboard --host 127.0.0.1 --port $${DASHBOARD_PORT:-8080} \
+		"$${REPROLAB_OPTUNA_STORAGE:-tuning/study/journal.log}"
 
 dag: $(STAMP)
 	$(BIN)/dvc dag

@@ -18,7 +18,17 @@ def setup_logging(stage: str) -> logging.Logger:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
-    for noisy in ("alembic", "mlflow", "urllib3", "git", "matplotlib", "PIL"):
+    for noisy in (
+        "alembic",
+        "mlflow",
+        "urllib3",
+        "git",
+        "matplotlib",
+        "PIL",
+        "lightning.pytorch",
+        "lightning.fabric",
+        "lightning",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return logging.getLogger(f"reprolab.{stage}")
 

@@ -22,8 +22,14 @@ from pydantic import BaseModel, Field, ValidationError
 from stages.errors import ConfigError
 from stages.schema.augment import AugmentParams
 from stages.schema.base import Section
+from stages.schema.baselines import BaselinesParams
+from stages.schema.compress import CompressParams
 from stages.schema.data import DataParams
+from stages.schema.evaluate import EvaluateParams
+from stages.schema.model import ModelParams
 from stages.schema.tracking import MlflowParams
+from stages.schema.train import TrainParams
+from stages.schema.tune import TuneParams
 
 DEFAULT_PATH = Path("params.yaml")
 
@@ -32,6 +38,12 @@ class Params(Section):
     seed: int = Field(42, ge=0)
     data: DataParams = DataParams()
     augment: AugmentParams = AugmentParams()
+    baselines: BaselinesParams = BaselinesParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    tune: TuneParams = TuneParams()
+    compress: CompressParams = CompressParams()
+    evaluate: EvaluateParams = EvaluateParams()
     mlflow: MlflowParams = MlflowParams()
 
 

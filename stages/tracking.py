@@ -5,6 +5,8 @@ Each run carries `stage`, `git_commit` (+ `git_dirty`), `params_hash`, `data_fin
 inputs, so a result traces back to the exact code, params and data. A run never stays
 RUNNING: exceptions end it FAILED, SIGINT/SIGTERM end it KILLED, and a run whose process
 was SIGKILLed is marked KILLED by the next stage that starts on the same host.
+An unreachable tracking server is retried for a bounded time, then the stage fails with
+one clear error (stages/tracking_retry.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from stages import tracking_retry
 from stages.config import Params, params_hash, section_dict
 
 log = logging.getLogger("reprolab.tracking")
@@ -183,6 +186,7 @@ def log_params(params: Mapping[str, Any]) -> None:
 
 
 @contextlib.contextmanager
+@tracking_retry.outages_as_errors
 def stage_run(
     stage: str,
     cfg: Params,
@@ -238,7 +242,9 @@ def stage_run(
         except (KeyboardInterrupt, Terminated):
             end_all_runs("KILLED")
             raise
-        except BaseException:
+        except BaseException as exc:
+            if tracking_retry.is_outage(exc):  # one quick try each, not another retry budget
+                tracking_retry.end_runs_quickly("FAILED")
             end_all_runs("FAILED")
             raise
         end_all_runs("FINISHED")

@@ -90,3 +90,21 @@ def write_params(repo: Path, overrides: dict[str, Any]) -> None:
     path = repo / "params.yaml"
     raw = deep_update(yaml.safe_load(path.read_text()), overrides)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """$REPROLAB_POSTGRES_URL (start one with `scripts/pg_local.sh start`).
+
+    Unset: the test skips with the reason, or fails when REPROLAB_REQUIRE_POSTGRES=1 (CI).
+    """
+    url = os.environ.get("REPROLAB_POSTGRES_URL")
+    if url:
+        return url
+    reason = (
+        "needs PostgreSQL: set REPROLAB_POSTGRES_URL "
+        '(eval "$(scripts/pg_local.sh env)" starts a throwaway one on 127.0.0.1)'
+    )
+    if os.environ.get("REPROLAB_REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"REPROLAB_REQUIRE_POSTGRES=1 but REPROLAB_POSTGRES_URL is unset; {reason}")
+    pytest.skip(reason)

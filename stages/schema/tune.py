@@ -47,13 +47,27 @@ class Distribution(Section):
         return self
 
 
+def default_space() -> dict[str, Distribution]:
+    """A small, cheap default: learning rate, weight decay, width, dropout, label smoothing."""
+    return {
+        "train.optimizer.lr": Distribution(type="float", low=1e-3, high=2e-2, log=True),
+        "train.optimizer.weight_decay": Distribution(type="float", low=1e-6, high=1e-2, log=True),
+        "model.width": Distribution(type="categorical", choices=[16, 32, 48]),
+        "model.dropout": Distribution(type="float", low=0.0, high=0.3),
+        "train.label_smoothing": Distribution(type="float", low=0.0, high=0.15),
+    }
+
+
 class TuneParams(Section):
+    enabled: bool = True
     n_trials: int | None = Field(12, ge=1)
     timeout: float | None = Field(None, gt=0, description="seconds; with n_trials, first wins")
     n_workers: int = Field(1, ge=1, le=64, description="local worker processes")
     max_epochs: int = Field(8, ge=1, description="epochs per trial (train.max_epochs)")
-    metric: str = "val/acc"
-    direction: Literal["maximize", "minimize"] = "maximize"
+    metric: Literal[
+        "auto", "val/loss", "val/acc", "val/f1", "val/auroc", "val/rmse", "val/mae", "val/r2"
+    ] = Field("auto", description="auto = val/acc or val/rmse by task")
+    direction: Literal["auto", "maximize", "minimize"] = "auto"
     objectives: list[Literal["params", "latency"]] = Field(
         default_factory=list, description="extra objectives (minimized) -> Pareto front"
     )
@@ -64,7 +78,7 @@ class TuneParams(Section):
     study_name: str | None = None
     heartbeat_interval: int = Field(30, ge=1)
     grace_period: int = Field(120, ge=2)
-    search_space: dict[str, Distribution] = Field(default_factory=dict)
+    search_space: dict[str, Distribution] = Field(default_factory=default_space)
 
     @model_validator(mode="after")
     def _budget_and_space(self):
@@ -87,3 +101,13 @@ class TuneParams(Section):
                 "pruning is not supported for multi-objective studies (Optuna); set pruner: none"
             )
         return self
+
+    def resolved_metric(self, task: str) -> tuple[str, str]:
+        """(metric, direction) with `auto` resolved for the task."""
+        metric = self.metric
+        if metric == "auto":
+            metric = "val/acc" if task == "classification" else "val/rmse"
+        direction = self.direction
+        if direction == "auto":
+            direction = "minimize" if metric in ("val/loss", "val/rmse", "val/mae") else "maximize"
+        return metric, direction

@@ -78,24 +78,46 @@ def make_pruner(tune: TuneParams) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def directions(tune: TuneParams) -> list[str]:
-    return [tune.direction] + ["minimize"] * len(tune.objectives)
+def directions(tune: TuneParams, task: str) -> list[str]:
+    return [tune.resolved_metric(task)[1]] + ["minimize"] * len(tune.objectives)
 
 
-def open_study(tune: TuneParams, name: str, seed: int, journal_path: Path) -> optuna.Study:
+def open_study(
+    tune: TuneParams, name: str, seed: int, journal_path: Path, task: str = "classification"
+) -> optuna.Study:
     """Create the study, or load it if it exists (resume)."""
     return optuna.create_study(
         study_name=name,
         storage=make_storage(tune, journal_path),
         sampler=make_sampler(tune, seed, len(tune.search_space)),
         pruner=make_pruner(tune),
-        directions=directions(tune),
+        directions=directions(tune, task),
         load_if_exists=True,
     )
 
 
 def count(study: optuna.Study, states=FINISHED) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
+
+
+def running(study: optuna.Study) -> int:
+    return count(study, (TrialState.RUNNING,))
+
+
+def waiting(study: optuna.Study) -> int:
+    return count(study, (TrialState.WAITING,))
+
+
+def fail_stale(study: optuna.Study) -> None:
+    """RDB: Optuna's heartbeat check (+ retry callback). Journal: dead local pids."""
+    if (
+        isinstance(study._storage, optuna.storages.RDBStorage)
+        or hasattr(study._storage, "get_heartbeat_interval")
+        and study._storage.get_heartbeat_interval()
+    ):
+        optuna.storages.fail_stale_trials(study)
+    else:
+        recover_stale_trials(study)
 
 
 def mark_trial_owner(trial: optuna.Trial) -> None:

@@ -77,3 +77,25 @@ class TrialRun:
             "killed": "KILLED",
         }[state]
         self.client.set_terminated(self.run_id, status=status)
+
+
+class EpochSink:
+    """`sink(epoch, metrics)` for the train code: per-epoch curves into one trial run.
+
+    Picklable (it reconnects in whatever process calls it), so it also works from the rank-0
+    process of a forked or spawned DDP trial.
+    """
+
+    def __init__(self, tracking_uri: str, run_id: str):
+        self.tracking_uri, self.run_id = tracking_uri, run_id
+        self._client: MlflowClient | None = None
+
+    def __call__(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        if self._client is None:
+            self._client = MlflowClient(self.tracking_uri)
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, epoch) for k, v in metrics.items()]
+        self._client.log_batch(self.run_id, metrics=batch)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_client": None}

@@ -1,0 +1,177 @@
+"""Train-loop overhead: reprolab's train stage vs a hand-written PyTorch loop, side by side.
+
+Both train the same network (params.yaml's `model:`), on the same data and batch size, with
+the same optimizer, schedule, loss and thread count; runs alternate (plain, reprolab, ...)
+so background load hits both alike. Epoch time = the training part of an epoch (no
+validation/checkpointing), median over epochs after the first. Also measures start-up:
+`python -m stages.train` from process start to the first training step, and accuracy of
+the default model on the test split with `serialization.predict`.
+
+Usage: python benchmarks/train_overhead.py [--epochs 6] [--repeats 3] [--threads 2]
+       [--full]   (also: the default params end to end, test accuracy and wall time)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from stages import config, io  # noqa: E402
+from stages.train import Paths, run  # noqa: E402
+from stages.train_setup import module_args  # noqa: E402
+
+
+def params(epochs: int | None, threads: int) -> config.Params:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    train = raw.setdefault("train", {})
+    train |= {"threads": threads, "progress_bar": "off", "use_tuned": False, "resume": False}
+    if epochs:
+        train["max_epochs"] = epochs
+    return config.validate(raw, ROOT / "params.yaml")
+
+
+def plain_loop(cfg: config.Params, schema: dict, data: dict, epochs: int) -> list[float]:
+    """The loop a person would write by hand; returns seconds per epoch."""
+    from lightning_modules.networks import build_network
+    from lightning_modules.optim import build_optimizer, build_scheduler
+
+    torch.manual_seed(cfg.seed)
+    args = module_args(cfg, schema)
+    net = build_network(args["arch"], **args["net_kwargs"])
+    X, y = torch.from_numpy(data["X"]), torch.from_numpy(data["y"])
+    bs = cfg.train.batch_size
+    steps = -(-len(X) // bs)
+    opt = build_optimizer(net.parameters(), **args["optimizer"])
+    sched = build_scheduler(
+        opt, total_steps=epochs * steps, steps_per_epoch=steps, **args["scheduler"]
+    )
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    times = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        net.train()
+        order = torch.randperm(len(X), generator=gen)
+        for i in range(steps):
+            idx = order[i * bs : (i + 1) * bs]
+            loss = loss_fn(net(X[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def reprolab_loop(cfg, schema, tmp: Path) -> tuple[list[float], dict]:
+    paths = Paths(
+        prepared=ROOT / "data/prepared",
+        augmented=ROOT / "data/augmented",
+        checkpoints=tmp / "ckpt",
+        ckpt=tmp / "model.ckpt",
+        model=tmp / "model.pt",
+        metrics=tmp / "train.json",
+        history=tmp / "history.csv",
+    )
+    metrics = run(cfg, schema, paths)
+    import csv
+
+    with open(paths.history) as fh:
+        times = [float(r["train_seconds"]) for r in csv.DictReader(fh)]
+    return times, {"metrics": metrics, "paths": paths}
+
+
+def startup(tmp: Path, threads: int) -> float:
+    """Seconds from `python -m stages.train` process start to its first training step."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["train"] |= {"max_epochs": 1, "threads": threads, "progress_bar": "off"}
+    raw["data"]["source"] = "digits"
+    (tmp / "params.yaml").write_text(yaml.safe_dump(raw))
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}")
+    cmd = [
+        sys.executable,
+        "-m",
+        "stages.train",
+        "--params",
+        str(tmp / "params.yaml"),
+        "--prepared",
+        "data/prepared",
+        "--augmented",
+        "data/augmented",
+        "--tuned",
+        str(tmp / "none.yaml"),
+        "--checkpoints",
+        str(tmp / "ck"),
+        "--ckpt",
+        str(tmp / "m.ckpt"),
+        "--model",
+        str(tmp / "m.pt"),
+        "--metrics",
+        str(tmp / "m.json"),
+        "--history",
+        str(tmp / "h.csv"),
+    ]
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
+    return json.loads((tmp / "m.json").read_text())["startup_seconds"]
+
+
+def test_accuracy(paths: Paths) -> float:
+    from lightning_modules.serialization import load_network, predict
+
+    net, meta = load_network(paths.model)
+    test = io.load_npz(ROOT / "data/prepared/test.npz", "X", "y")
+    return float((predict(net, meta, test["X"]).argmax(1) == test["y"]).mean())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--full", action="store_true", help="also train the defaults end to end")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    schema = json.loads((ROOT / "data/prepared/schema.json").read_text())
+    cfg = params(a.epochs, a.threads)
+    data = io.load_npz(ROOT / "data/augmented/train.npz", "X", "y")
+    plain, ours = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(a.repeats):
+            plain += plain_loop(cfg, schema, data, a.epochs)[1:]
+            ours += reprolab_loop(cfg, schema, Path(tmp) / f"r{r}")[0][1:]
+        p, o = statistics.median(plain), statistics.median(ours)
+        print(
+            f"model={cfg.model.arch} width={cfg.model.width} depth={cfg.model.depth} "
+            f"batch={cfg.train.batch_size} rows={len(data['y'])} threads={a.threads}"
+        )
+        print(
+            f"epoch_time plain_pytorch={p:.4f}s reprolab={o:.4f}s ratio={o / p:.3f} "
+            f"(median of {len(plain)} epochs each, first epoch of each run dropped)"
+        )
+        print(f"startup process_start->first_step={startup(Path(tmp), a.threads):.2f}s")
+        if a.full:
+            t0 = time.perf_counter()
+            _, out = reprolab_loop(params(None, a.threads), schema, Path(tmp) / "full")
+            wall = time.perf_counter() - t0
+            print(
+                f"default_params epochs={out['metrics']['epochs']} fit_wall={wall:.1f}s "
+                f"test_acc={test_accuracy(out['paths']):.4f} "
+                f"val_acc={out['metrics'].get('val/acc')}"
+            )
+
+
+if __name__ == "__main__":
+    main()

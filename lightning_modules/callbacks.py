@@ -1,0 +1,81 @@
+"""Callbacks: per-epoch history (kept in checkpoints), step logging, checkpoint extras.
+
+They take plain callables (`sink(epoch, metrics)`), so tracking stays outside this package.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+
+Sink = Callable[[int, dict[str, float]], None]
+
+
+class History(L.Callback):
+    """One row per epoch: every logged epoch metric plus train/val seconds and the lr.
+
+    The rows travel in the checkpoint, so a resumed run's history is complete. Also records
+    `startup_seconds`: from `since` (a `time.time()`, e.g. process start) to the first batch.
+    """
+
+    def __init__(self, sink: Sink | None = None, since: float | None = None):
+        self.rows: list[dict[str, float]] = []
+        self.sink, self.since = sink, since
+        self.startup_seconds: float | None = None
+        self._t0 = self._t_val = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.startup_seconds is None and self.since is not None:
+            self.startup_seconds = round(time.time() - self.since, 3)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._t_val = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        now = time.perf_counter()
+        row: dict[str, float] = {"epoch": float(trainer.current_epoch)}
+        for name, value in sorted(trainer.callback_metrics.items()):
+            if "/" in name:
+                row[name] = float(value)
+        row["train_seconds"] = round(self._t_val - self._t0, 4)
+        row["val_seconds"] = round(now - self._t_val, 4)
+        row["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
+        self.rows.append(row)
+        if self.sink is not None and trainer.is_global_zero:
+            self.sink(trainer.current_epoch, {k: v for k, v in row.items() if k != "epoch"})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": [dict(r) for r in self.rows]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = [dict(r) for r in state_dict.get("rows", [])]
+
+
+class StepLoss(L.Callback):
+    """Send train/loss to `sink` every `every` optimizer steps (rank 0)."""
+
+    def __init__(self, sink: Sink, every: int):
+        self.sink, self.every = sink, every
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if trainer.is_global_zero and step % self.every == 0 and outputs is not None:
+            self.sink(step, {"train/step_loss": float(outputs["loss"])})
+
+
+class CheckpointExtras(L.Callback):
+    """Store a plain dict (e.g. the MLflow run id) in every checkpoint under `reprolab`."""
+
+    def __init__(self, extras: dict[str, Any]):
+        self.extras = extras
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        checkpoint["reprolab"] = dict(self.extras)

@@ -1,0 +1,186 @@
+"""The LightningModule: one `_step` for train/val/test, losses per task, metrics per split.
+
+Tasks: `multiclass` (net outputs K logits; cross-entropy with label smoothing), `binary`
+(net outputs one logit; BCE), `regression` (net outputs one value; MSE/Huber/L1 on
+targets standardized with the training mean/std, metrics in the original units).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from lightning_modules.batch_mix import BatchMixer
+from lightning_modules.metrics import build_metrics
+from lightning_modules.networks import build_network
+from lightning_modules.optim import build_optimizer, build_scheduler
+
+TASKS = ("multiclass", "binary", "regression")
+LOSSES = ("auto", "cross_entropy", "mse", "huber", "l1")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class TaskModule(L.LightningModule):
+    """Train any registry network on one task.
+
+    Args:
+        arch: network name (`networks.ARCHS`).
+        net_kwargs: the rest of `build_network`'s plain arguments (input_shape, n_outputs...).
+        task: multiclass | binary | regression.
+        n_classes: classes (classification), 0 for regression.
+        loss: auto | cross_entropy | mse | huber | l1.
+        label_smoothing: classification only.
+        optimizer: `build_optimizer` arguments (name, lr, weight_decay, ...).
+        scheduler: `build_scheduler` arguments (name, eta_min, ...).
+        mixup, cutmix: {"p": ..., "alpha": ...}; p = 0 switches one off.
+        seed: seeds the MixUp/CutMix generator (plus the rank, plus the epoch).
+    """
+
+    def __init__(
+        self,
+        arch: str,
+        net_kwargs: dict[str, Any],
+        task: str,
+        n_classes: int,
+        loss: str = "auto",
+        label_smoothing: float = 0.0,
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+        mixup: dict[str, float] | None = None,
+        cutmix: dict[str, float] | None = None,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+        self.save_hyperparameters()
+        self.net = build_network(arch, **net_kwargs)
+        self.train_metrics = build_metrics(task, n_classes, "train")
+        self.val_metrics = build_metrics(task, n_classes, "val")
+        self.test_metrics = build_metrics(task, n_classes, "test")
+        mix, cut = mixup or {}, cutmix or {}
+        self.mixer = BatchMixer(
+            n_classes if task == "multiclass" else 0,
+            mix.get("p", 0.0),
+            mix.get("alpha", 0.2),
+            cut.get("p", 0.0),
+            cut.get("alpha", 1.0),
+            seed,
+        )
+        self._loss_sum = torch.zeros(())
+        self._loss_count = 0
+        self._train_out: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _raw(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs the loss is computed on (regression: standardized units)."""
+        net = self.net
+        return net.standardized(x) if self.hparams.task == "regression" else net(x)
+
+    def _loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        task, hp = self.hparams.task, self.hparams
+        if task == "multiclass":
+            return F.cross_entropy(out, target, label_smoothing=hp.label_smoothing)
+        if task == "binary":
+            t = target.float() * (1 - hp.label_smoothing) + 0.5 * hp.label_smoothing
+            return F.binary_cross_entropy_with_logits(out.squeeze(1), t)
+        z = (target.float() - self.net.mean) / self.net.std
+        kind = "mse" if hp.loss == "auto" else hp.loss
+        fn = {"mse": F.mse_loss, "huber": F.huber_loss, "l1": F.l1_loss}[kind]
+        return fn(out.squeeze(1), z)
+
+    def _predictions(self, out: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (B, K), or regression values in original units (B,)."""
+        task = self.hparams.task
+        if task == "multiclass":
+            return out.softmax(dim=1)
+        if task == "binary":
+            p = out.squeeze(1).sigmoid()
+            return torch.stack([1 - p, p], dim=1)
+        return out.squeeze(1) * self.net.std + self.net.mean
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        x, y = batch
+        if stage == "train" and self.mixer.active:
+            x_in, target = self.mixer(x, y)
+        else:
+            x_in, target = x, y
+        out = self._raw(x_in)
+        loss = self._loss(out, target)
+        if stage != "train":
+            self._metrics(stage).update(self._predictions(out.detach().float()), y)
+            self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(x))
+            return loss
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"loss is {loss.item()} at epoch {self.current_epoch}, step "
+                f"{self.global_step}; lower train.optimizer.lr or set train.gradient_clip"
+            )
+        preds = self._predictions(out.detach().float())
+        if self.hparams.task != "regression":
+            preds = preds.argmax(dim=1)
+        self._train_out.append((preds, y))  # train metrics: one update per epoch
+        self._loss_sum = self._loss_sum.to(loss.device) + loss.detach() * len(x)
+        self._loss_count += len(x)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def on_train_epoch_start(self) -> None:
+        # Dropout and MixUp draws depend only on (seed, epoch, rank): resuming from an
+        # epoch-end checkpoint replays exactly what an uninterrupted run draws.
+        stream = self.current_epoch * 1009 + self.global_rank
+        torch.manual_seed(self.hparams.seed * 100_003 + stream)
+        self.mixer.reseed(stream)
+        self._train_out = []
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if batch_idx + 1 == self.trainer.num_training_batches:  # epoch summary, logged once
+            mean = self._loss_sum / max(1, self._loss_count)
+            self.log("train/loss", mean, on_step=True, on_epoch=False, sync_dist=True)
+            preds, targets = (torch.cat(part) for part in zip(*self._train_out, strict=True))
+            self.train_metrics.update(preds, targets)
+            self._train_out = []
+            self._log_metrics("train", on_step=True)
+            self._loss_sum, self._loss_count = torch.zeros((), device=mean.device), 0
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    def _log_metrics(self, split: str, on_step: bool = False) -> None:
+        metrics = self._metrics(split)
+        self.log_dict(metrics.compute(), on_step=on_step, on_epoch=not on_step)
+        metrics.reset()
+
+    def _metrics(self, split: str):
+        return getattr(self, f"{split}_metrics")
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        opt = build_optimizer(self.parameters(), **(hp.optimizer or {"name": "adam", "lr": 1e-3}))
+        total = int(self.trainer.estimated_stepping_batches)
+        per_epoch = max(1, total // max(1, self.trainer.max_epochs))
+        sched = build_scheduler(
+            opt, total_steps=total, steps_per_epoch=per_epoch, **(hp.scheduler or {"name": "none"})
+        )
+        if sched is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,94 @@
+"""Convolutional networks for (C, H, W) images: a VGG-style CNN and a small ResNet."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lightning_modules.layers import activation, norm2d
+
+
+def _channels(spec, block: int) -> int:
+    return max(1, round(spec.width * spec.widen**block))
+
+
+class CNN(nn.Module):
+    """`depth` blocks of conv -> norm -> activation -> 2x2 max-pool (while the map is >= 4)."""
+
+    def __init__(self, input_shape: tuple[int, ...], n_outputs: int, spec):
+        super().__init__()
+        c_in, h, w = input_shape
+        layers: list[nn.Module] = []
+        for block in range(spec.depth):
+            c_out = _channels(spec, block)
+            layers += [
+                nn.Conv2d(c_in, c_out, spec.kernel_size, padding=spec.kernel_size // 2, bias=False),
+                norm2d(spec.norm, c_out, spec.norm_groups),
+                activation(spec.activation),
+            ]
+            if min(h, w) >= 4:
+                layers.append(nn.MaxPool2d(2))
+                h, w = h // 2, w // 2
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d((min(h, 2), min(w, 2)))  # caps the head's input
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(spec.dropout),
+            nn.Linear(c_in * min(h, 2) * min(w, 2), n_outputs),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.features(x)))  # (B, C, H, W) -> (B, n_outputs)
+
+
+class BasicBlock(nn.Module):
+    """conv -> norm -> act -> conv -> norm, plus identity (or 1x1 conv) shortcut, then act."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, spec):
+        super().__init__()
+        k, pad = spec.kernel_size, spec.kernel_size // 2
+        self.body = nn.Sequential(
+            nn.Conv2d(c_in, c_out, k, stride=stride, padding=pad, bias=False),
+            norm2d(spec.norm, c_out, spec.norm_groups),
+            activation(spec.activation),
+            nn.Conv2d(c_out, c_out, k, padding=pad, bias=False),
+            norm2d(spec.norm, c_out, spec.norm_groups),
+        )
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
+                norm2d(spec.norm, c_out, spec.norm_groups),
+            )
+        self.act = activation(spec.activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x) + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """Stem conv, then `depth` residual blocks; blocks after the first halve the map (>= 4)."""
+
+    def __init__(self, input_shape: tuple[int, ...], n_outputs: int, spec):
+        super().__init__()
+        c_in, h, w = input_shape
+        stem_c = _channels(spec, 0)
+        self.stem = nn.Sequential(
+            nn.Conv2d(c_in, stem_c, spec.kernel_size, padding=spec.kernel_size // 2, bias=False),
+            norm2d(spec.norm, stem_c, spec.norm_groups),
+            activation(spec.activation),
+        )
+        blocks, c = [], stem_c
+        for block in range(spec.depth):
+            stride = 2 if block > 0 and min(h, w) >= 4 else 1
+            h, w = (h + 1) // stride, (w + 1) // stride
+            blocks.append(BasicBlock(c, _channels(spec, block), stride, spec))
+            c = _channels(spec, block)
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(spec.dropout), nn.Linear(c, n_outputs)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)))  # (B, C, H, W) -> (B, n_outputs)

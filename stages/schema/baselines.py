@@ -1,0 +1,111 @@
+"""`baselines:` section: which scikit-learn models run, and their hyperparameters.
+
+Model names map to a classifier and/or a regressor; a listed model that has no variant for
+the prepared task is skipped with a note, so one list serves every dataset. Hyperparameter
+names *and* values are checked against the real estimator (`get_params()` and sklearn's own
+parameter constraints) when params.yaml is loaded, before any compute.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from stages.schema.base import Section
+
+# name -> {task: (module, class, fixed constructor args)}
+ESTIMATORS: dict[str, dict[str, tuple[str, str, dict[str, Any]]]] = {
+    "decision_tree_gini": {
+        "classification": ("sklearn.tree", "DecisionTreeClassifier", {"criterion": "gini"})
+    },
+    "decision_tree_entropy": {
+        "classification": ("sklearn.tree", "DecisionTreeClassifier", {"criterion": "entropy"})
+    },
+    "decision_tree": {"regression": ("sklearn.tree", "DecisionTreeRegressor", {})},
+    "random_forest": {
+        "classification": ("sklearn.ensemble", "RandomForestClassifier", {}),
+        "regression": ("sklearn.ensemble", "RandomForestRegressor", {}),
+    },
+    "hist_gradient_boosting": {
+        "classification": ("sklearn.ensemble", "HistGradientBoostingClassifier", {}),
+        "regression": ("sklearn.ensemble", "HistGradientBoostingRegressor", {}),
+    },
+    "logreg_l1": {
+        "classification": (
+            "sklearn.linear_model",
+            "LogisticRegression",
+            {"l1_ratio": 1.0, "solver": "saga"},
+        )
+    },
+    "logreg_l2": {"classification": ("sklearn.linear_model", "LogisticRegression", {})},
+    "knn": {"classification": ("sklearn.neighbors", "KNeighborsClassifier", {})},
+    "svc_rbf": {"classification": ("sklearn.svm", "SVC", {"kernel": "rbf"})},
+    "linear": {"regression": ("sklearn.linear_model", "LinearRegression", {})},
+    "ridge": {"regression": ("sklearn.linear_model", "Ridge", {})},
+    "lasso": {"regression": ("sklearn.linear_model", "Lasso", {})},
+    "elasticnet": {"regression": ("sklearn.linear_model", "ElasticNet", {})},
+}
+TREE_MODELS = ("decision_tree_gini", "decision_tree_entropy", "decision_tree", "random_forest")
+
+
+def make_estimator(name: str, task: str, hyperparams: dict[str, Any], seed: int | None = None):
+    """A fresh, unfitted estimator for `name` and `task` (None if it has no such variant)."""
+    variant = ESTIMATORS[name].get(task)
+    if variant is None:
+        return None
+    module, cls, fixed = variant
+    est = getattr(importlib.import_module(module), cls)(**fixed)
+    if seed is not None and "random_state" in est.get_params():
+        est.set_params(random_state=seed)
+    return est.set_params(**hyperparams)
+
+
+class BaselinesParams(Section):
+    use_augmented: bool = False
+    models: list[str] = Field(default_factory=lambda: list(ESTIMATORS), min_length=1)
+    hyperparams: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    n_threads: int | None = Field(
+        1, ge=1, description="OpenMP/BLAS threads per fit; None = all cores"
+    )
+    importance_top: int = Field(20, ge=1, le=1000, description="features shown in the plot")
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, v: list[str]) -> list[str]:
+        for name in v:
+            _check_name(name)
+        if len(set(v)) != len(v):
+            raise ValueError(f"models are listed more than once: {sorted(set(v))!r} vs {v!r}")
+        return v
+
+    @field_validator("hyperparams")
+    @classmethod
+    def _hyperparams_match_estimators(cls, v: dict[str, dict[str, Any]]):
+        for name, hp in v.items():
+            _check_name(name)
+            for task in ESTIMATORS[name]:
+                est = make_estimator(name, task, {})
+                valid = sorted(est.get_params(deep=False))
+                for key in hp:
+                    if key not in valid:
+                        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+                        hint = f"; did you mean {close[0]!r}?" if close else ""
+                        raise ValueError(
+                            f"{name}.{key}: {type(est).__name__} has no parameter "
+                            f"{key!r}{hint} (valid: {', '.join(valid)})"
+                        )
+                try:
+                    est.set_params(**hp)._validate_params()
+                except (ValueError, TypeError) as exc:
+                    raise ValueError(f"{name} = {hp!r}: {exc}") from None
+        return v
+
+
+def _check_name(name: str) -> None:
+    if name not in ESTIMATORS:
+        close = difflib.get_close_matches(name, list(ESTIMATORS), n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown model {name!r}{hint} (allowed: {', '.join(ESTIMATORS)})")

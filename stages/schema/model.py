@@ -1,0 +1,49 @@
+"""`model:` section: which network and its shape (width, depth, activation, norm, init)."""
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from stages.schema.base import Section
+
+ARCHS = ("mlp", "cnn", "resnet", "transformer", "lstm", "gru")
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "silu", "swish", "tanh", "sigmoid")
+NORMS = ("batch", "layer", "group", "none")
+INITS = ("xavier_uniform", "xavier_normal", "kaiming", "default")
+
+
+class TransformerParams(Section):
+    heads: int = Field(4, ge=1, description="attention heads; must divide model.width")
+    patch_size: int = Field(2, ge=1, description="image patch side (ViT); must divide H and W")
+    positions: Literal["learned", "sinusoidal"] = "learned"
+    mlp_ratio: float = Field(2.0, gt=0.0, description="feed-forward width / model.width")
+
+
+class RnnParams(Section):
+    bidirectional: bool = False
+
+
+class ModelParams(Section):
+    arch: Literal["mlp", "cnn", "resnet", "transformer", "lstm", "gru"] = "cnn"
+    width: int = Field(32, ge=1, description="first block's channels / hidden units / embed dim")
+    depth: int = Field(2, ge=1, le=64, description="blocks / hidden layers / encoder layers")
+    widen: float = Field(2.0, ge=1.0, description="cnn/resnet: channel multiplier per block")
+    kernel_size: int = Field(3, ge=1, description="cnn/resnet conv kernel (odd keeps the size)")
+    activation: Literal["relu", "leaky_relu", "elu", "gelu", "silu", "swish", "tanh", "sigmoid"] = (
+        "relu"
+    )
+    norm: Literal["batch", "layer", "group", "none"] = "batch"
+    norm_groups: int = Field(8, ge=1, description="groups for norm: group")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    init: Literal["xavier_uniform", "xavier_normal", "kaiming", "default"] = "kaiming"
+    transformer: TransformerParams = TransformerParams()
+    rnn: RnnParams = RnnParams()
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self):
+        if self.arch == "transformer" and self.width % self.transformer.heads:
+            raise ValueError(
+                f"arch transformer needs width divisible by transformer.heads, "
+                f"got width={self.width}, heads={self.transformer.heads}"
+            )
+        return self

@@ -1,0 +1,124 @@
+"""A tuning worker: runs trials of one study until the budget is used.
+
+Any number of workers (local processes, or other machines on PostgreSQL storage) can run
+this loop against the same study; the trial budget is enforced across all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from typing import Any
+
+import optuna
+
+from stages import config
+from stages.schema.tune import TuneParams
+from stages.search_space import apply_overrides, suggest
+from stages.tracking import Terminated
+from stages.tuning import study as st
+from stages.tuning.progress import TrialProgress
+from stages.tuning.trial_runs import TrialRun
+
+log = logging.getLogger("reprolab.tune")
+
+
+class BudgetReached(Exception):
+    """Another worker took the last trial slot; this trial is discarded (FAIL, not counted)."""
+
+
+class TrialFault(Exception):
+    """The trial's own fault (NaN/inf loss, out of memory, invalid combination)."""
+
+
+OWN_FAULTS: tuple[type[BaseException], ...] = (TrialFault, MemoryError)
+
+
+def trial_config(raw: dict[str, Any], tune: TuneParams, point: dict[str, Any]) -> config.Params:
+    """The params of one trial: the base file with the sampled values and trial epochs."""
+    merged = apply_overrides(raw, {**point, "train.max_epochs": tune.max_epochs})
+    try:
+        return config.validate(merged)
+    except config.ConfigError as exc:
+        raise TrialFault(f"sampled params are invalid together: {exc}") from None
+
+
+def run_worker(
+    study: optuna.Study,
+    raw: dict[str, Any],
+    tune: TuneParams,
+    train_trial,
+    client: Any,
+    experiment_id: str,
+    parent_run_id: str,
+    deadline: float | None = None,
+) -> None:
+    """Run trials until the study holds `n_trials` finished trials or `deadline` passes.
+
+    Args:
+        train_trial: `(cfg, trial, trial_run) -> list[float]` objective values; it reports
+            intermediate values to `trial` and raises optuna.TrialPruned / TrialFault.
+    """
+
+    def objective(trial: optuna.Trial) -> float | list[float]:
+        st.mark_trial_owner(trial)
+        if not st.budget_left(study, tune, trial.number):
+            trial.set_user_attr("fail_reason", "budget reached by other workers; not counted")
+            study.stop()
+            raise BudgetReached
+        point = suggest(trial, tune.search_space)
+        run = TrialRun(client, experiment_id, parent_run_id, trial.number)
+        run.log_params(point)
+        trial.set_user_attr("mlflow_run_id", run.run_id)
+        started = time.perf_counter()
+        try:
+            values = train_trial(trial_config(raw, tune, point), trial, run)
+        except optuna.TrialPruned as exc:
+            trial.set_user_attr("prune_reason", str(exc) or "pruned by the pruner")
+            run.finish("pruned", reason=str(exc) or None)
+            raise
+        except OWN_FAULTS as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            trial.set_user_attr("fail_reason", reason)
+            run.finish("fail", reason=reason)
+            raise
+        except (KeyboardInterrupt, SystemExit, Terminated):
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C / SIGTERM)")
+            run.finish("killed", reason="interrupted")
+            raise
+        except BaseException:
+            run.finish("fail", reason=traceback.format_exc(limit=5))
+            raise
+        bad = [v for v in values if not math.isfinite(v)]
+        if bad:
+            trial.set_user_attr("fail_reason", f"objective is not finite: {values}")
+            run.finish("fail", reason=f"objective is not finite: {values}")
+            raise TrialFault(f"objective is not finite: {values}")
+        trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+        run.finish("complete", metrics={"objective": values[0]})
+        return values[0] if len(values) == 1 else values
+
+    def stop_when_done(study_: optuna.Study, _trial) -> None:
+        if not st.budget_left(study_, tune) or (deadline and time.time() >= deadline):
+            study_.stop()
+
+    if not st.budget_left(study, tune):
+        return
+    timeout = None if deadline is None else max(1.0, deadline - time.time())
+    progress = TrialProgress(
+        tune.n_trials, study.metric_names[0] if study.metric_names else "objective"
+    )
+    try:
+        study.optimize(
+            objective,
+            n_trials=None,
+            timeout=timeout,
+            catch=(BudgetReached, *OWN_FAULTS),
+            callbacks=[progress, stop_when_done],
+            gc_after_trial=False,
+            show_progress_bar=False,
+        )
+    finally:
+        progress.close()

@@ -1,0 +1,144 @@
+"""baselines: every model fits on tiny data for both tasks; params are checked up front."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from stages import augment, baselines, prepare
+from stages.errors import ConfigError, UserError
+from stages.schema.baselines import ESTIMATORS
+
+# shrunk so every model fits in well under a second
+TINY = {
+    "random_forest": {"n_estimators": 8},
+    "hist_gradient_boosting": {"max_iter": 10},
+    "logreg_l1": {"max_iter": 300},
+}
+
+
+@pytest.fixture
+def prepared(make_params, tmp_path):
+    def build(source: str, **data):
+        cfg = make_params({"data": {"source": source, **data}})
+        out = tmp_path / f"prepared-{source}"
+        prepare.run(cfg, out, root=tmp_path)
+        return out
+
+    return build
+
+
+def _fit(make_params, src, tmp_path, **section):
+    cfg = make_params({"baselines": {"hyperparams": TINY, **section}})
+    out = tmp_path / "bl"
+    results = baselines.run(cfg, src, tmp_path / "aug", out, tmp_path / "m.json", tmp_path / "imp")
+    return cfg, results, out
+
+
+@pytest.mark.parametrize(
+    ("source", "task"), [("wine", "classification"), ("diabetes", "regression")]
+)
+def test_every_baseline_fits_and_is_saved(make_params, prepared, tmp_path, source, task):
+    src = prepared(source)
+    _, results, out = _fit(make_params, src, tmp_path)
+    expected = [n for n in ESTIMATORS if task in ESTIMATORS[n]]
+    assert sorted(results) == sorted(expected)
+    assert json.loads((tmp_path / "m.json").read_text()) == results
+    index = json.loads((out / "index.json").read_text())
+    val = np.load(src / "val.npz")
+    for name in expected:
+        r = results[name]
+        assert r["fit_seconds"] >= 0
+        if task == "classification":
+            assert r["accuracy"] > 0.5  # wine has 3 classes: chance is ~0.4
+        else:
+            assert r["rmse"] > 0 and r["r2"] > 0.0
+        pipe = baselines.load_trusted(out / f"{name}.skops")
+        assert pipe.steps[0][0] == "preprocess"  # the table's fitted ColumnTransformer
+        scorer = baselines.scoring_pipeline(pipe)
+        pred = scorer.predict(val["X"])
+        assert pred.shape == (len(val["y"]),)
+        assert index["models"][name]["file"] == f"{name}.skops"
+    trees = {n for n in expected if n.startswith(("decision_tree", "random_forest"))}
+    assert {p.stem for p in (tmp_path / "imp").glob("*.csv")} == trees
+    assert {p.stem for p in (tmp_path / "imp").glob("*.png")} == trees
+
+
+def test_saved_pipeline_carries_the_fitted_preprocessing(make_params, tmp_path):
+    """The saved model predicts from raw table rows, as the preprocessor + model would."""
+    import pandas as pd
+    from sklearn.datasets import load_breast_cancer
+
+    cfg = make_params({"data": {"source": "breast_cancer"}})
+    src = tmp_path / "p"
+    prepare.run(cfg, src, root=tmp_path)
+    _, _, out = _fit(make_params, src, tmp_path, models=["logreg_l2"])
+    pipe = baselines.load_trusted(out / "logreg_l2.skops")
+    raw = load_breast_cancer(as_frame=True).frame.drop(columns="target").iloc[:20]
+    direct = pipe[-1].predict_proba(pipe[0].transform(raw))
+    np.testing.assert_allclose(pipe.predict_proba(pd.DataFrame(raw)), direct)
+
+
+def test_images_are_flattened_and_augmented_train_is_optional(make_params, prepared, tmp_path):
+    src = prepared("digits")
+    aug_cfg = make_params({"augment": {"multiplier": 2}})
+    augment.run(aug_cfg, src, tmp_path / "aug")
+    models = ["decision_tree_gini", "knn"]
+    _, plain, out = _fit(make_params, src, tmp_path, models=models)
+    _, aug, _ = _fit(make_params, src, tmp_path, models=models, use_augmented=True)
+    assert plain["knn"]["accuracy"] > 0.9
+    assert plain["decision_tree_gini"] != aug["decision_tree_gini"]  # trained on other rows
+    pipe = baselines.load_trusted(out / "knn.skops")
+    assert pipe.steps[0][0] == "flatten"
+    X = np.load(src / "test.npz")["X"]
+    assert X.ndim == 4 and pipe.predict(X[:3]).shape == (3,)
+    heat = (tmp_path / "imp" / "decision_tree_gini.csv").read_text().splitlines()
+    assert heat[0] == "feature,importance" and len(heat) == 1 + 64
+
+
+def test_seeded_fits_are_reproducible(make_params, prepared, tmp_path):
+    src = prepared("iris")
+    _, a, _ = _fit(make_params, src, tmp_path, models=["random_forest"])
+    _, b, _ = _fit(make_params, src, tmp_path, models=["random_forest"])
+    a["random_forest"].pop("fit_seconds"), b["random_forest"].pop("fit_seconds")
+    assert a == b
+
+
+def test_models_without_a_task_variant_are_skipped(make_params, prepared, tmp_path, caplog):
+    caplog.set_level(logging.INFO, "reprolab.baselines")
+    src = prepared("iris")
+    _, results, _ = _fit(make_params, src, tmp_path, models=["knn", "lasso"])
+    assert list(results) == ["knn"]
+    assert "skipped: lasso" in caplog.text
+    with pytest.raises(UserError, match="none has a classification variant"):
+        _fit(make_params, src, tmp_path, models=["lasso"])
+
+
+def test_wrong_hyperparameter_name_is_named_with_a_suggestion(make_params):
+    with pytest.raises(ConfigError) as err:
+        make_params({"baselines": {"hyperparams": {"random_forest": {"n_estimator": 5}}}})
+    msg = str(err.value)
+    assert "baselines.hyperparams" in msg and "random_forest.n_estimator" in msg
+    assert "did you mean 'n_estimators'" in msg
+
+
+def test_wrong_hyperparameter_value_and_model_name(make_params):
+    with pytest.raises(ConfigError, match=r"knn = \{'n_neighbors': -3\}.*n_neighbors"):
+        make_params({"baselines": {"hyperparams": {"knn": {"n_neighbors": -3}}}})
+    with pytest.raises(ConfigError, match="unknown model 'random_forrest'; did you mean"):
+        make_params({"baselines": {"models": ["random_forrest"]}})
+
+
+def test_untrusted_types_in_a_model_file_are_refused(tmp_path):
+    import os
+
+    import skops.io as sio
+    from sklearn.preprocessing import FunctionTransformer
+
+    path = tmp_path / "evil.skops"
+    sio.dump(FunctionTransformer(os.system), path)
+    with pytest.raises(UserError, match=r"refusing to load types \['posix.system'\]"):
+        baselines.load_trusted(path)

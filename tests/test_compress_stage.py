@@ -1,0 +1,104 @@
+"""The compress stage for real: `dvc repro compress` on tiny params, nested MLflow runs,
+variant files evaluate can load, and the table's rows."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import mlflow
+import numpy as np
+import pytest
+
+from tests.conftest import pipeline_env, write_params
+
+pytestmark = pytest.mark.integration
+
+TINY = {
+    "augment": {"enabled": False},
+    "model": {"arch": "cnn", "width": 8, "depth": 2},
+    "train": {"max_epochs": 2, "batch_size": 64, "scheduler": {"name": "cosine"}},
+    "tune": {"enabled": False},
+    "compress": {
+        "unstructured": {"sparsities": [0.5], "finetune_epochs": 1},
+        "structured": {"finetune_epochs": 1},
+        "distill": {"epochs": 1, "width": 4},
+        "latency": {"repeats": 3, "warmup": 1, "budget_s": 0.2},
+    },
+    "mlflow": {"experiment": "compress-test"},
+}
+
+
+def test_repro_compress_writes_variants_table_and_nested_runs(repo_copy, tmp_path):
+    env = pipeline_env(tmp_path)
+    write_params(repo_copy, TINY)
+    res = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro", "compress"],
+        cwd=repo_copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, f"{res.stdout}\n{res.stderr}"
+
+    rows = json.loads((repo_copy / "metrics/compression.json").read_text())
+    expected = {
+        "original",
+        "onnx_fp32",
+        "prune_l1_50",
+        "structured_l1_50",
+        "int8_dynamic",
+        "int8_static_minmax",
+        "student_distilled",
+        "student_scratch",
+    }
+    assert set(rows) == expected
+    assert all(r["status"] == "ok" for r in rows.values()), rows
+    for row in rows.values():
+        assert row["latency_ms_b1_p50"] <= row["latency_ms_b1_p90"]
+        assert row["latency_ms_b256_p50"] > 0 and row["bytes"] > 0
+        assert 0.0 <= row["val_acc"] <= 1.0
+    assert rows["prune_l1_50"]["layer_sparsity"]["global"] == pytest.approx(0.5, abs=1e-3)
+    assert rows["structured_l1_50"]["params"] < rows["original"]["params"]
+    assert rows["onnx_fp32"]["onnx_max_abs_diff"] < 1e-4
+    csv_lines = (repo_copy / "plots/compression.csv").read_text().splitlines()
+    assert len(csv_lines) == 1 + len(expected)
+
+    # every file loads the way evaluate loads it, and maps val rows to (B, K) scores
+    from lightning_modules.quantize import run_onnx, session
+    from lightning_modules.serialization import load_network, predict
+
+    X = np.load(repo_copy / "data/prepared/val.npz")["X"][:5]
+    out_dir = repo_copy / "models/compressed"
+    stems = {p.stem for p in out_dir.iterdir()}
+    assert stems == expected - {"original"}
+    for path in out_dir.iterdir():
+        if path.suffix == ".pt":
+            net, meta = load_network(path)
+            assert predict(net, meta, X).shape == (5, 10)
+        else:
+            assert run_onnx(session(path), X).shape == (5, 10)
+
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("compress-test")
+    (parent,) = client.search_runs([exp.experiment_id], "tags.stage = 'compress'")
+    assert parent.info.status == "FINISHED"
+    children = client.search_runs(
+        [exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert {c.data.tags["variant"] for c in children} == expected - {"original"}
+    assert all(c.info.status == "FINISHED" for c in children)
+    _, meta = load_network(out_dir / "student_distilled.pt")
+    assert meta["mlflow_run_id"] in {c.info.run_id for c in children}
+
+    again = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "compress"],
+        cwd=repo_copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "changed" not in again.stdout, again.stdout

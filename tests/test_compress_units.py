@@ -1,0 +1,222 @@
+"""Compression pieces on tiny data: pruning, structured pruning, ONNX, INT8, the KD loss,
+and the stage's refusals and per-variant failure rows."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+
+from lightning_modules.distill import kd_loss
+from lightning_modules.networks import build_network
+from lightning_modules.pruning import (
+    STRUCTURED_ARCHS,
+    count_params,
+    layer_sparsity,
+    prune_structured,
+    prune_unstructured,
+)
+from lightning_modules.quantize import (
+    export_onnx,
+    quantize_dynamic_int8,
+    quantize_static_int8,
+    run_onnx,
+    session,
+    verify_onnx,
+)
+from stages import compress
+from stages.errors import ConfigError, UserError
+
+SHAPES = {"mlp": [20], "cnn": [1, 8, 8], "resnet": [3, 16, 16]}
+
+
+@pytest.mark.parametrize("target", [0.5, 0.8, 0.9])
+def test_unstructured_pruning_reaches_the_requested_sparsity(target):
+    torch.manual_seed(0)
+    net = build_network("cnn", [1, 8, 8], 10)
+    rounds = []
+    report = prune_unstructured(net, target, steps=2, finetune=lambda n: rounds.append(1))
+    assert len(rounds) == 2
+    assert report["global"] == pytest.approx(target, abs=1e-3)
+    assert layer_sparsity(net) == report  # masks were made permanent: zeros are real
+    assert not any("weight_orig" in k for k in net.state_dict())
+    assert all(0.0 <= v <= 1.0 for v in report.values())
+
+
+@pytest.mark.parametrize("arch", STRUCTURED_ARCHS)
+def test_structured_pruning_shrinks_the_network_and_keeps_output_shapes(arch):
+    torch.manual_seed(0)
+    shape = SHAPES[arch]
+    net = build_network(arch, shape, 10).eval()
+    x = torch.randn(5, *shape)
+    before = count_params(net)[0]
+    convs_before = [m.out_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    prune_structured(net, arch, x[:2], ratio=0.5)
+    after = count_params(net)[0]
+    assert after < 0.5 * before
+    assert net(x).shape == (5, 10)
+    convs_after = [m.out_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(a < b for a, b in zip(convs_after, convs_before, strict=True))
+
+
+def test_structured_pruning_refuses_unsupported_arch_with_reason():
+    net = build_network("gru", [1, 8, 8], 10, width=8)
+    with pytest.raises(NotImplementedError, match="gru"):
+        prune_structured(net, "gru", torch.randn(2, 1, 8, 8), 0.5)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn", "transformer", "lstm"])
+def test_onnx_export_matches_torch(arch, tmp_path):
+    torch.manual_seed(0)
+    shape = [1, 8, 8]
+    net = build_network(arch, shape, 10, width=16, heads=4).eval()
+    X = np.random.default_rng(0).normal(size=(64, *shape)).astype(np.float32)
+    path = tmp_path / "m.onnx"
+    export_onnx(net, torch.as_tensor(X[:2]), path, opset=17)
+    assert verify_onnx(net, path, X, tolerance=1e-4) < 1e-4
+    with torch.inference_mode():
+        expected = net(torch.as_tensor(X[:7])).numpy()
+    np.testing.assert_allclose(run_onnx(session(path), X[:7]), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_onnx_verification_catches_a_mismatch(tmp_path):
+    net = build_network("mlp", [4], 3).eval()
+    X = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    path = tmp_path / "m.onnx"
+    export_onnx(net, torch.as_tensor(X[:2]), path, opset=17)
+    with torch.no_grad():
+        net.layers[-1].bias += 1.0  # torch now differs from the exported graph
+    with pytest.raises(ValueError, match="differs from PyTorch"):
+        verify_onnx(net, path, X, tolerance=1e-4)
+
+
+def _trained_digits_mlp():
+    X, y = load_digits(return_X_y=True)
+    X = ((X - 8.0) / 8.0).astype(np.float32)
+    gen = np.random.default_rng(0)
+    order = gen.permutation(len(X))
+    train, test = order[:1400], order[1400:]
+    torch.manual_seed(0)
+    net = build_network("mlp", [64], 10, width=64, depth=2, norm="none", dropout=0.0)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    Xt, yt = torch.as_tensor(X[train]), torch.as_tensor(y[train])
+    for _ in range(150):
+        opt.zero_grad()
+        F.cross_entropy(net(Xt), yt).backward()
+        opt.step()
+    return net.eval(), X[train], X[test], y[test]
+
+
+def test_int8_models_keep_accuracy_on_tiny_data(tmp_path):
+    net, X_train, X_test, y_test = _trained_digits_mlp()
+    src = tmp_path / "fp32.onnx"
+    export_onnx(net, torch.as_tensor(X_test[:2]), src, opset=17)
+    acc = {}
+    quantize_dynamic_int8(src, tmp_path / "dyn.onnx")
+    quantize_static_int8(src, tmp_path / "st.onnx", X_train[:200], "percentile")
+    for name in ("fp32", "dyn", "st"):
+        path = tmp_path / f"{name}.onnx"
+        acc[name] = float(np.mean(run_onnx(session(path), X_test).argmax(1) == y_test))
+    assert acc["fp32"] > 0.9
+    assert acc["dyn"] >= acc["fp32"] - 0.02
+    assert acc["st"] >= acc["fp32"] - 0.03
+    assert (tmp_path / "st.onnx").stat().st_size < 0.45 * src.stat().st_size
+
+
+def test_kd_loss_matches_hand_computation():
+    s = torch.tensor([[1.0, 2.0, 0.5]])
+    t = torch.tensor([[0.2, 3.0, -1.0]])
+    y = torch.tensor([1])
+    T, alpha = 2.0, 0.3
+
+    def softmax(v):
+        e = [math.exp(x) for x in v]
+        return [x / sum(e) for x in e]
+
+    ce = -math.log(softmax([1.0, 2.0, 0.5])[1])
+    p_t = softmax([x / T for x in [0.2, 3.0, -1.0]])
+    p_s = softmax([x / T for x in [1.0, 2.0, 0.5]])
+    kl = sum(pt * math.log(pt / ps) for pt, ps in zip(p_t, p_s, strict=True))
+    expected = alpha * ce + (1 - alpha) * T**2 * kl
+    assert kd_loss(s, y, t, alpha, T).item() == pytest.approx(expected, rel=1e-6)
+    assert kd_loss(s, y, None, alpha, T).item() == pytest.approx(ce, rel=1e-6)
+
+
+def test_kd_loss_binary_single_logit_is_bce():
+    z, y = torch.tensor([[0.7], [-1.2]]), torch.tensor([1, 0])
+    bce = F.binary_cross_entropy_with_logits(z[:, 0], y.float())
+    assert kd_loss(z, y, None, 1.0, 1.0).item() == pytest.approx(bce.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("bad", [[1.0], [-0.1], [0.5, 1.2]])
+def test_sparsity_outside_unit_interval_is_refused(make_params, bad):
+    with pytest.raises(ConfigError, match=r"compress.unstructured.sparsities.*\[0, 1\)"):
+        make_params({"compress": {"unstructured": {"sparsities": bad}}})
+
+
+def test_missing_model_is_refused_with_the_command(make_params, tmp_path):
+    paths = compress.Paths(model=tmp_path / "nope.pt")
+    with pytest.raises(UserError, match="dvc repro train"):
+        compress.run(make_params(), paths)
+
+
+def _tiny_inputs(tmp_path, arch, **spec):
+    from lightning_modules.serialization import package, save_network
+
+    gen = np.random.default_rng(0)
+    for split, n in (("train", 64), ("val", 32)):
+        X = gen.normal(size=(n, 1, 8, 8)).astype(np.float32)
+        np.savez(tmp_path / f"{split}.npz", X=X, y=gen.integers(0, 3, n))
+    kwargs = {"input_shape": [1, 8, 8], "n_outputs": 3, **spec}
+    net = build_network(arch, **kwargs)
+    save_network(
+        tmp_path / "model.pt",
+        package(net, arch, kwargs, "multiclass", {}, {"input_shape": [1, 8, 8]}),
+    )
+    return compress.Paths(
+        prepared=tmp_path,
+        augmented=tmp_path,
+        model=tmp_path / "model.pt",
+        out=tmp_path / "compressed",
+        metrics=tmp_path / "c.json",
+        plot=tmp_path / "c.csv",
+    )
+
+
+def test_unsupported_variant_is_a_failure_row_and_others_finish(make_params, tmp_path):
+    """A GRU: structured pruning is not covered -> failed row; every other variant ok."""
+    paths = _tiny_inputs(tmp_path, "gru", width=8, depth=1)
+    cfg = make_params(
+        {
+            "compress": {
+                "unstructured": {"sparsities": [0.5], "finetune_epochs": 0},
+                "structured": {"finetune_epochs": 0},
+                "distill": {"enabled": True, "epochs": 1, "width": 4},
+                "latency": {"repeats": 2, "warmup": 1, "budget_s": 0.1},
+            }
+        }
+    )
+    rows = compress.run(cfg, paths)
+    assert rows["structured_l1_50"]["status"] == "failed"
+    assert "gru" in rows["structured_l1_50"]["error"]
+    ok = {k for k, r in rows.items() if r["status"] == "ok"}
+    assert ok == {
+        "original",
+        "onnx_fp32",
+        "prune_l1_50",
+        "int8_dynamic",
+        "int8_static_minmax",
+        "student_distilled",
+        "student_scratch",
+    }
+    assert json.loads(paths.metrics.read_text()).keys() == rows.keys()
+    files = sorted(p.name for p in paths.out.iterdir())
+    assert not any(f.startswith("structured") for f in files)
+    assert rows["prune_l1_50"]["nonzero_params"] < rows["prune_l1_50"]["params"]
+    header = paths.plot.read_text().splitlines()[0].split(",")
+    assert {"variant", "latency_ms_b256_p90", "val_acc", "delta"} <= set(header)

@@ -1,0 +1,119 @@
+"""`dvc repro baselines evaluate` in a repo copy: real dvc, real MLflow, tiny params."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.conftest import pipeline_env, write_params
+
+pytestmark = pytest.mark.integration
+
+TINY = {
+    "data": {"source": "iris"},
+    "augment": {"multiplier": 1},
+    "baselines": {
+        "models": ["logreg_l2", "random_forest", "knn"],
+        "hyperparams": {"random_forest": {"n_estimators": 10}},
+    },
+    "evaluate": {"bootstrap": 200, "latency_repeats": 2, "latency_budget_s": 0.05},
+    "model": {"arch": "mlp", "width": 16, "depth": 1},
+    "train": {
+        "max_epochs": 2,
+        "threads": 1,
+        "scheduler": {"name": "cosine"},
+    },
+    "tune": {"enabled": False},
+    "compress": {
+        "unstructured": {"enabled": False},
+        "structured": {"enabled": False},
+        "distill": {"enabled": False},
+        "quantize": {"static": False},
+        "latency": {"repeats": 2, "budget_s": 0.05},
+    },
+}
+# the compress stage's fp32 ONNX reference and its dynamic INT8 variant join the board
+CANDIDATES = {"logreg_l2", "random_forest", "knn", "network", "onnx_fp32", "int8_dynamic"}
+
+
+def _dvc(repo, env, *args):
+    res = subprocess.run(
+        ["dvc", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, f"dvc {' '.join(args)} failed:\n{res.stdout}\n{res.stderr}"
+    return res.stdout
+
+
+def test_repro_metrics_plots_experiments_and_mlflow(repo_copy, tmp_path, monkeypatch):
+    env = pipeline_env(tmp_path)
+    write_params(repo_copy, TINY)
+    _dvc(repo_copy, env, "repro", "baselines", "evaluate")
+
+    shown = json.loads(_dvc(repo_copy, env, "metrics", "show", "--json"))
+    [workspace] = shown.values()
+    files = workspace["data"]
+    board = files["metrics/leaderboard.json"]["data"]
+    assert set(board["candidates"]) == CANDIDATES  # the trained network sits with the baselines
+    assert board["candidates"][board["best"]]["rank"] == 1
+    assert set(files["metrics/baselines.json"]["data"]) == {"logreg_l2", "random_forest", "knn"}
+
+    out = str(tmp_path / "dvc_plots")
+    plots = json.loads(_dvc(repo_copy, env, "plots", "show", "--json", "--out", out))
+    rendered = plots["data"]
+    assert {"plots/evaluate/confusion.csv", "plots/evaluate/pareto.png"} <= set(rendered)
+    [confusion] = rendered["plots/evaluate/confusion.csv"]
+    assert confusion["type"] == "vega" and "predicted" in json.dumps(confusion["content"])
+    errors = {e["source"] for e in plots.get("errors", [])}
+    missing = {s for s in errors if s.startswith("plots/evaluate/")}  # iris does not make them
+    assert missing <= {"plots/evaluate/roc.csv", "plots/evaluate/predictions.csv"} | {
+        f"plots/evaluate/{n}.png" for n in ("roc", "pr", "pred_vs_actual", "residuals")
+    }
+
+    # an experiment that changes the model list re-runs baselines + evaluate only
+    _dvc(repo_copy, env, "exp", "run", "-S", "baselines.models=[knn]", "--name", "knn-only")
+    table = _dvc(repo_copy, env, "exp", "show", "--csv", "--no-pager")
+    assert "knn-only" in table and "candidates.knn.accuracy" in table
+    exp = json.loads(_dvc(repo_copy, env, "metrics", "show", "--json"))  # workspace = knn-only
+    [after] = exp.values()
+    assert set(after["data"]["metrics/leaderboard.json"]["data"]["candidates"]) == {
+        "knn",
+        "network",
+        "onnx_fp32",
+        "int8_dynamic",
+    }
+
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
+    client = mlflow.MlflowClient()
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], max_results=100
+    )
+    parents = [r for r in runs if r.data.tags.get("stage") == "baselines"]
+    first_parent = parents[-1].info.run_id  # runs are newest first
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == first_parent]
+    assert len(parents) == 2 and len(children) == 3  # first repro: three models, nested
+    child = children[0]
+    assert child.data.metrics["fit_seconds"] >= 0
+    uri = f"models:/{child.outputs.model_outputs[0].model_id}"
+    assert mlflow.models.get_model_info(uri).signature.inputs is not None
+    import numpy as np
+
+    with np.load(repo_copy / "data" / "prepared" / "test.npz") as test:
+        X = test["X"]
+    assert mlflow.pyfunc.load_model(uri).predict(X).shape == (len(X),)  # skops, trusted types
+    ev = [r for r in runs if r.data.tags.get("stage") == "evaluate"]
+    assert len(ev) == 2 and all(r.info.status == "FINISHED" for r in ev)
+    first = ev[-1]
+    artifacts = {a.path for a in client.list_artifacts(first.info.run_id, "reports")}
+    assert "reports/report.html" in artifacts and "reports/report.md" in artifacts
+    ranks = {r.data.tags["baseline"]: r.data.tags.get("leaderboard_rank") for r in children}
+    assert ranks == {n: str(board["candidates"][n]["rank"]) for n in ranks}
+    best_tagged = [
+        r.data.tags["baseline"] for r in children if r.data.tags.get("best_model") == "true"
+    ]
+    assert best_tagged == ([board["best"]] if board["best"] != "network" else [])
+    [version] = client.search_model_versions("name = 'reprolab-iris'")[-1:]
+    assert first.data.tags["registered_model"] == "reprolab-iris" and version.run_id

@@ -1,0 +1,166 @@
+"""train stage in-process: outputs and the model.pt contract, tuned overlay, refusals,
+NaN handling. Tiny nets, one or two epochs, CPU."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from lightning_modules.serialization import load_network, predict
+from stages import io, prepare, train
+from stages.errors import ConfigError, UserError
+from stages.train_setup import check_compatible, cpu_has_bf16, load_params
+
+TINY = {
+    "model": {"width": 4, "depth": 1},
+    "train": {"max_epochs": 1, "use_augmented": False, "threads": 1, "batch_size": 128},
+}
+
+
+@pytest.fixture
+def prepared(make_params, tmp_path):
+    def build(source: str):
+        out = tmp_path / f"prepared-{source}"
+        if not out.exists():
+            prepare.run(make_params({"data": {"source": source}}), out, root=tmp_path)
+        return out, json.loads((out / "schema.json").read_text())
+
+    return build
+
+
+def _paths(tmp_path, prepared_dir, name="out"):
+    out = tmp_path / name
+    return train.Paths(
+        prepared=prepared_dir,
+        augmented=prepared_dir,
+        checkpoints=out / "checkpoints",
+        ckpt=out / "model.ckpt",
+        model=out / "model.pt",
+        metrics=out / "train.json",
+        history=out / "history.csv",
+    )
+
+
+def _cfg(make_params, *overrides):
+    from conftest import deep_update
+
+    merged = TINY
+    for o in overrides:
+        merged = deep_update(merged, o)
+    return make_params(merged)
+
+
+@pytest.mark.parametrize(
+    ("source", "arch", "task", "n_out", "width"),
+    [
+        ("digits", "cnn", "multiclass", 10, 10),
+        ("breast_cancer", "mlp", "binary", 1, 2),
+        ("diabetes", "transformer", "regression", 1, None),
+    ],
+)
+def test_outputs_and_model_contract(
+    make_params, prepared, tmp_path, source, arch, task, n_out, width
+):
+    src, schema = prepared(source)
+    cfg = _cfg(make_params, {"model": {"arch": arch, "width": 8, "transformer": {"heads": 2}}})
+    paths = _paths(tmp_path, src)
+    metrics = train.run(cfg, schema, paths)
+    assert metrics["epochs"] == 1 and metrics["monitor"] in metrics
+    assert json.loads(paths.metrics.read_text())["epochs"] == 1
+    assert (paths.checkpoints / "last.ckpt").exists() and paths.ckpt.exists()
+    assert paths.history.read_text().splitlines()[0].startswith("epoch,")
+    payload = torch.load(paths.model, weights_only=True)
+    assert payload["arch"] == arch and payload["task"] == task
+    assert payload["schema"] == schema and payload["params"]["train"]["max_epochs"] == 1
+    net, meta = load_network(paths.model)
+    test = io.load_npz(src / "test.npz", "X", "y")
+    assert net(torch.from_numpy(test["X"][:4])).shape == (4, n_out)
+    out = predict(net, meta, test["X"])
+    if task == "regression":  # original units: the scale of the targets, not z-scores
+        assert out.shape == (len(test["y"]),) and out.mean() > 20
+    else:
+        assert out.shape == (len(test["y"]), width)
+        np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_refusals_name_key_and_choices(make_params, prepared):
+    _, table = prepared("iris")
+    _, image = prepared("digits")
+    cases = [
+        ({"model": {"arch": "lstm"}}, table, "model.arch = 'lstm'.*use one of mlp, transformer"),
+        ({"model": {"arch": "cnn"}}, table, "model.arch = 'cnn'"),
+        ({"train": {"cutmix": {"enabled": True}}}, table, "train.cutmix.enabled.*needs images"),
+        (
+            {"model": {"arch": "transformer", "transformer": {"patch_size": 3}}},
+            image,
+            "model.transformer.patch_size = 3",
+        ),
+        ({"train": {"loss": "mse"}}, image, "train.loss = 'mse'.*auto, cross_entropy"),
+        ({"train": {"monitor": "val/rmse"}}, image, "train.monitor = 'val/rmse'"),
+        ({"train": {"precision": "16-mixed", "accelerator": "cpu"}}, image, "needs a GPU"),
+    ]
+    if not cpu_has_bf16():
+        cases.append(
+            (
+                {"train": {"precision": "bf16-mixed", "accelerator": "cpu"}},
+                image,
+                "train.precision = 'bf16-mixed': this CPU lacks",
+            )
+        )
+    for overrides, schema, pattern in cases:
+        with pytest.raises(ConfigError, match=pattern):
+            check_compatible(make_params(overrides), schema)
+
+
+def test_schema_refuses_unknown_names(make_params):
+    for overrides, key in [
+        ({"model": {"arch": "vgg"}}, "model.arch"),
+        ({"train": {"optimizer": {"name": "lbfgs"}}}, "train.optimizer.name"),
+        ({"train": {"scheduler": {"name": "plateau"}}}, "train.scheduler.name"),
+        ({"model": {"activation": "mish"}}, "model.activation"),
+    ]:
+        with pytest.raises(ConfigError, match=key):
+            make_params(overrides)
+    assert make_params({"train": {"optimizer": {"lr": "1e-06"}}}).train.optimizer.lr == 1e-6
+
+
+def test_tuned_overlay(shipped_params, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(shipped_params))
+    tuned = tmp_path / "best_params.yaml"
+    cfg, applied = load_params(params, tuned)
+    assert not applied  # no tuning result yet
+    tuned.write_text(yaml.safe_dump({"train.optimizer.lr": 0.02, "model.width": 16}))
+    cfg, applied = load_params(params, tuned)
+    assert applied and cfg.train.optimizer.lr == 0.02 and cfg.model.width == 16
+    shipped_params["train"]["use_tuned"] = False
+    params.write_text(yaml.safe_dump(shipped_params))
+    assert load_params(params, tuned)[0].model.width == 32
+    shipped_params["train"]["use_tuned"] = True
+    params.write_text(yaml.safe_dump(shipped_params))
+    tuned.write_text(yaml.safe_dump({"model.width": -1}))
+    with pytest.raises(ConfigError, match="(?s)best_params.yaml overlaid.*model.width"):
+        load_params(params, tuned)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(make_params, prepared, tmp_path):
+    src, schema = prepared("digits")
+    paths = _paths(tmp_path, src)
+    train.run(_cfg(make_params), schema, paths)
+    last = paths.checkpoints / "last.ckpt"
+    good = last.read_bytes()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for split in ("val", "test"):
+        (bad / f"{split}.npz").write_bytes((src / f"{split}.npz").read_bytes())
+    data = io.load_npz(src / "train.npz", "X", "y")
+    io.save_npz(bad / "train.npz", X=np.full_like(data["X"], np.nan), y=data["y"])
+    paths = train.Paths(**{**paths.__dict__, "prepared": bad, "augmented": bad})
+    cfg = _cfg(make_params, {"train": {"max_epochs": 2, "resume": True}})
+    with pytest.raises(UserError, match=r"loss is nan at epoch 1.*Last good checkpoint kept"):
+        train.run(cfg, schema, paths)
+    assert last.read_bytes() == good

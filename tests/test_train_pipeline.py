@@ -1,0 +1,172 @@
+"""train stage through real processes: `dvc repro train`, DDP on 2 CPU ranks (gloo), and a
+SIGTERM mid-run followed by `train.resume: true`, compared with an uninterrupted run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import REPO, deep_update, pipeline_env, write_params
+
+from lightning_modules.serialization import load_network
+from stages import prepare
+
+pytestmark = pytest.mark.integration
+
+TINY = {
+    "model": {"width": 8, "depth": 1},
+    "train": {"max_epochs": 1, "threads": 1, "batch_size": 128, "progress_bar": "off"},
+}
+
+
+def _runs(tmp_path: Path):
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("reprolab-digits")
+    return client, client.search_runs([exp.experiment_id], "tags.stage = 'train'")
+
+
+def test_dvc_repro_train(repo_copy, tmp_path):
+    write_params(repo_copy, {**TINY, "augment": {"multiplier": 1}, "tune": {"enabled": False}})
+    res = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro", "train"],
+        cwd=repo_copy,
+        env=pipeline_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    metrics = json.loads((repo_copy / "metrics/train.json").read_text())
+    assert metrics["epochs"] == 1 and 0 <= metrics["val/acc"] <= 1
+    assert (repo_copy / "plots/train_history.csv").read_text().count("\n") == 2
+    net, meta = load_network(repo_copy / "models/model.pt")
+    assert meta["schema"]["dataset"] == "digits" and meta["net_kwargs"]["width"] == 8
+    client, runs = _runs(tmp_path)
+    (run,) = runs
+    assert run.info.status == "FINISHED" and meta["mlflow_run_id"] == run.info.run_id
+    assert run.data.params["train.optimizer.lr"] == "0.005"
+    assert "val/acc" in run.data.metrics and run.data.tags["train.tuned"] == "false"
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {
+        "train_history.csv",
+        "train_history.png",
+        "train.json",
+    }
+    status = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "train"],
+        cwd=repo_copy,
+        env=pipeline_env(tmp_path),
+        capture_output=True,
+        text=True,
+    )
+    assert "up to date" in status.stdout
+
+
+@pytest.fixture
+def stage_cli(shipped_params, tmp_path):
+    """Run `python -m stages.train` on prepared digits in tmp_path with param overrides."""
+    prepared = tmp_path / "prepared"
+    cfg_raw = deep_update(shipped_params, {"data": {"source": "digits"}})
+    from stages import config
+
+    prepare.run(config.validate(cfg_raw, tmp_path / "params.yaml"), prepared, root=tmp_path)
+
+    def command(name: str, overrides: dict) -> tuple[list[str], Path]:
+        out = tmp_path / name
+        out.mkdir(exist_ok=True)
+        raw = deep_update(shipped_params, deep_update(TINY, overrides))
+        raw["train"]["use_augmented"] = False
+        (out / "params.yaml").write_text(yaml.safe_dump(raw))
+        args = {
+            "params": out / "params.yaml",
+            "prepared": prepared,
+            "augmented": prepared,
+            "tuned": out / "none.yaml",
+            "checkpoints": out / "checkpoints",
+            "ckpt": out / "model.ckpt",
+            "model": out / "model.pt",
+            "metrics": out / "train.json",
+            "history": out / "history.csv",
+        }
+        cmd = [sys.executable, "-m", "stages.train"]
+        for key, value in args.items():
+            cmd += [f"--{key}", str(value)]
+        return cmd, out
+
+    return command
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    """Run from tmp_path (MLflow's artifact root lands there), importing the repo's code."""
+    return pipeline_env(tmp_path) | {"PYTHONPATH": str(REPO)}
+
+
+def test_ddp_two_cpu_ranks(stage_cli, tmp_path):
+    cmd, out = stage_cli("ddp", {"train": {"devices": 2, "accelerator": "cpu", "max_epochs": 2}})
+    res = subprocess.run(
+        cmd, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "distributed_backend=gloo" in res.stderr
+    metrics = json.loads((out / "train.json").read_text())
+    assert metrics["epochs"] == 2 and {"val/acc", "val/f1", "val/auroc"} <= set(metrics)
+    with open(out / "history.csv") as fh:
+        losses = [float(r["train/loss"]) for r in csv.DictReader(fh)]
+    # learned, not just ran: below chance-level cross-entropy for 10 classes (ln 10 = 2.30)
+    assert len(losses) == 2 and losses[-1] < 2.0 and metrics["val/acc"] > 0.5
+    net, meta = load_network(out / "model.pt")
+    assert net(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
+    _, runs = _runs(tmp_path)
+    assert [r.info.status for r in runs] == ["FINISHED"]  # rank 1 opened no run
+
+
+def test_sigterm_then_resume_matches_uninterrupted(stage_cli, tmp_path):
+    epochs = {"train": {"max_epochs": 25, "scheduler": {"name": "cosine"}}}
+    full_cmd, full = stage_cli("full", epochs)
+    env = _env(tmp_path)
+    assert subprocess.run(full_cmd, cwd=tmp_path, env=env, capture_output=True).returncode == 0
+
+    cmd, out = stage_cli("cut", epochs)
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    last = out / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 120
+    while not last.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.15)  # mid-epoch, a few epochs in
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr[-3000:]
+    assert "MLflow run marked KILLED" in stderr
+    done = torch.load(last, weights_only=True)["epoch"]
+    assert done < 24
+    client, runs = _runs(tmp_path)
+    killed = [r for r in runs if r.info.status == "KILLED"]
+    assert len(killed) == 1
+
+    cmd, _ = stage_cli("cut", deep_update(epochs, {"train": {"resume": True}}))
+    res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    run = client.get_run(killed[0].info.run_id)
+    assert run.info.status == "FINISHED"  # the same MLflow run, continued
+    steps = {m.step for m in client.get_metric_history(run.info.run_id, "val/acc")}
+    assert steps == set(range(25))  # an epoch cut before its checkpoint is logged again
+    assert len((out / "history.csv").read_text().splitlines()) == 26
+    a = torch.load(full / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
+    assert (
+        json.loads((full / "train.json").read_text())["val/acc"]
+        == json.loads((out / "train.json").read_text())["val/acc"]
+    )

@@ -1,0 +1,140 @@
+"""Tuning workers on a real PostgreSQL study (RDB storage with heartbeats).
+
+Needs $REPROLAB_POSTGRES_URL (`eval "$(scripts/pg_local.sh env)"`); CI sets it and
+REPROLAB_REQUIRE_POSTGRES=1, so there these tests cannot be skipped.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import mlflow
+import optuna
+import pytest
+
+from tests.conftest import pipeline_env
+from tests.test_tracking_server import fresh_database
+from tests.test_tune_stage import TINY, _write
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+
+@pytest.fixture
+def optuna_db(postgres_url):
+    with fresh_database(postgres_url) as url:
+        yield url
+
+
+def _study(url):
+    storage = optuna.storages.RDBStorage(url)
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage)
+
+
+def _params(n_trials, n_workers, url, **tune):
+    return {
+        **TINY,
+        "tune": {
+            **TINY["tune"],
+            "n_trials": n_trials,
+            "n_workers": n_workers,
+            "pruner": "none",
+            "storage": url,
+            "heartbeat_interval": 1,
+            "grace_period": 3,
+            **tune,
+        },
+    }
+
+
+def test_three_workers_share_one_study(repo_copy, tmp_path, optuna_db):
+    env = pipeline_env(tmp_path)
+    n = 3  # trials long enough (20 epochs) that the two worker processes start and join
+    _write(repo_copy, _params(3 * n, 3, optuna_db, max_epochs=20))
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "repro", "augment"],
+        cwd=repo_copy,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "stages.tune"],
+        cwd=repo_copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "database is locked" not in res.stderr
+    assert optuna_db.split("@")[0].split(":")[-1] not in res.stderr  # password never logged
+    study = _study(optuna_db)
+    trials = study.get_trials()
+    finished = [
+        t for t in trials if t.state.is_finished() and t.state != optuna.trial.TrialState.FAIL
+    ]
+    assert len(finished) == 3 * n
+    assert len({t.number for t in trials}) == len(trials)  # no duplicate numbers
+    assert len({t.user_attrs["reprolab_pid"] for t in finished}) >= 2  # really shared
+    for t in finished:
+        assert 0.001 <= t.params["train.optimizer.lr"] <= 0.05
+        assert t.params["model.width"] in (8, 12)
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("tune-test")
+    runs = client.search_runs([exp.experiment_id], "tags.stage = 'tune-trial'")
+    assert {r.data.tags["optuna_trial"] for r in runs} >= {str(t.number) for t in finished}
+
+
+def test_kill_9_worker_trial_fails_after_grace_and_is_retried(repo_copy, tmp_path, optuna_db):
+    """An external worker (another machine, in real life) dies mid-trial: after the grace
+    period its trial is FAIL, the retry runs with the same params, the target is reached."""
+    env = pipeline_env(tmp_path)
+    _write(repo_copy, _params(4, 1, optuna_db, max_epochs=25))
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "repro", "augment"],
+        cwd=repo_copy,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    stage = subprocess.Popen(
+        [sys.executable, "-m", "stages.tune"],
+        cwd=repo_copy,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "stages.tune", "--worker"],
+        cwd=repo_copy,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    victim, deadline = None, time.time() + 300
+    while victim is None and time.time() < deadline and worker.poll() is None:
+        time.sleep(1)
+        try:
+            study = _study(optuna_db)
+        except ValueError:  # study not created yet
+            continue
+        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        victim = next(
+            (t.number for t in running if t.user_attrs.get("reprolab_pid") == worker.pid), None
+        )
+    assert victim is not None, "the external worker never ran a trial"
+    worker.kill()
+    worker.wait(timeout=30)
+    _, err = stage.communicate(timeout=600)
+    assert stage.returncode == 0, err[-3000:]
+    study = _study(optuna_db)
+    killed = study.trials[victim]
+    assert killed.state == optuna.trial.TrialState.FAIL
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim]
+    assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.COMPLETE
+    assert retries[0].params == killed.params
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) == 4

@@ -1,0 +1,218 @@
+"""The tune stage for real: `dvc repro tune`, nested MLflow runs, resume after kill -9,
+NaN injected into a trial, and the tuned params feeding the train stage."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import optuna
+import pytest
+import yaml
+
+from tests.conftest import pipeline_env, write_params
+
+pytestmark = pytest.mark.integration
+
+TINY = {
+    "data": {
+        "source": "synthetic",
+        "synthetic": {"n_samples": 300, "n_features": 8, "n_informative": 5, "n_classes": 3},
+    },
+    "augment": {"enabled": False},
+    "model": {"arch": "mlp", "width": 8, "depth": 1},
+    "train": {"max_epochs": 2, "batch_size": 64, "scheduler": {"name": "cosine"}},
+    "tune": {
+        "n_trials": 4,
+        "max_epochs": 2,
+        "n_startup_trials": 2,
+        "pruner": "median",
+        "search_space": {
+            "train.optimizer.lr": {"type": "float", "low": 0.001, "high": 0.05, "log": True},
+            "model.width": {"type": "categorical", "choices": [8, 12]},
+        },
+    },
+    "mlflow": {"experiment": "tune-test"},
+}
+
+
+def _write(repo, overrides):
+    """Deep-merge `overrides`, but take the search space as given (not merged)."""
+    write_params(repo, overrides)
+    path = repo / "params.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["tune"]["search_space"] = overrides["tune"]["search_space"]
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def _dvc(repo, env, *args):
+    res = subprocess.run(
+        [sys.executable, "-m", "dvc", *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert res.returncode == 0, f"{res.stdout}\n{res.stderr}"
+    return res
+
+
+def _study(repo):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(repo / "tuning/study/journal.log")))
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage)
+
+
+def _states(study):
+    out = {}
+    for t in study.get_trials():
+        out[t.state.name] = out.get(t.state.name, 0) + 1
+    return out
+
+
+def test_repro_tune_nested_runs_and_best_params_feed_train(repo_copy, tmp_path):
+    env = pipeline_env(tmp_path)
+    _write(repo_copy, TINY)
+    _dvc(repo_copy, env, "repro", "tune")
+    metrics = json.loads((repo_copy / "metrics/tune.json").read_text())
+    assert metrics["finished"] == 4 and metrics["metric"] == "val/acc"
+    best = yaml.safe_load((repo_copy / "tuning/best_params.yaml").read_text())
+    assert set(best) <= {"train.optimizer.lr", "model.width"} and best
+    assert (repo_copy / "tuning/plots/history.png").exists()
+
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("tune-test")
+    (parent,) = client.search_runs([exp.experiment_id], "tags.stage = 'tune'")
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["trials_complete"] + parent.data.metrics.get("trials_pruned", 0) == 4
+    children = client.search_runs(
+        [exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert len(children) == 4
+    for child in children:
+        assert child.data.tags["trial_state"] in ("complete", "pruned")
+        assert "train.optimizer.lr" in child.data.params
+        assert client.get_metric_history(child.info.run_id, "val/acc")
+
+    _dvc(repo_copy, env, "repro", "train")
+    (train_run,) = client.search_runs([exp.experiment_id], "tags.stage = 'train'")
+    assert train_run.data.tags["train.tuned"] == "true"
+    assert float(train_run.data.params["model.width"]) == best.get("model.width", 8)
+
+    again = _dvc(repo_copy, env, "repro", "tune")
+    assert "Running stage 'tune'" not in again.stdout
+
+
+def test_kill_9_mid_trial_then_resume_keeps_every_complete_trial(repo_copy, tmp_path):
+    env = pipeline_env(tmp_path)
+    _write(repo_copy, {**TINY, "tune": {**TINY["tune"], "n_trials": 5, "pruner": "none"}})
+    _dvc(repo_copy, env, "repro", "augment")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stages.tune"],
+        cwd=repo_copy,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    journal = repo_copy / "tuning/study/journal.log"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        time.sleep(0.5)
+        if journal.exists():
+            study = _study(repo_copy)
+            done = _states(study).get("COMPLETE", 0)
+            if done >= 2 and _states(study).get("RUNNING", 0):
+                break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    before = {
+        t.number: t.params
+        for t in _study(repo_copy).get_trials()
+        if t.state == optuna.trial.TrialState.COMPLETE
+    }
+    assert len(before) >= 2
+
+    _dvc(repo_copy, env, "repro", "tune")
+    study = _study(repo_copy)
+    states = _states(study)
+    assert states.get("COMPLETE", 0) + states.get("PRUNED", 0) == 5
+    assert states.get("FAIL", 0) == 1 and "RUNNING" not in states
+    after = {
+        t.number: t.params
+        for t in study.get_trials()
+        if t.state == optuna.trial.TrialState.COMPLETE
+    }
+    assert all(after[n] == p for n, p in before.items())  # none lost, none re-run
+    (failed,) = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.FAIL]
+    retry = [t for t in study.get_trials() if t.user_attrs.get("retry_of") == failed.number]
+    assert len(retry) == 1 and retry[0].params == failed.params
+
+
+def test_nan_injected_in_a_trial_fails_it_and_the_study_goes_on(repo_copy, tmp_path):
+    env = {**pipeline_env(tmp_path), "REPROLAB_FAULT_NAN": "1:2"}
+    _write(repo_copy, {**TINY, "tune": {**TINY["tune"], "n_trials": 3}})
+    _dvc(repo_copy, env, "repro", "tune")
+    study = _study(repo_copy)
+    nan_trial = study.trials[1]
+    assert nan_trial.state == optuna.trial.TrialState.FAIL
+    assert (
+        "non-finite" in nan_trial.user_attrs["fail_reason"].lower()
+        or "nan" in nan_trial.user_attrs["fail_reason"].lower()
+    )
+    metrics = json.loads((repo_copy / "metrics/tune.json").read_text())
+    assert metrics["finished"] == 3 and metrics["trials"]["fail"] == 1
+    assert metrics["best_value"] == metrics["best_value"]  # not NaN
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("tune-test")
+    failed = client.search_runs([exp.experiment_id], "tags.trial_state = 'fail'")
+    assert len(failed) == 1 and failed[0].info.status == "FAILED"
+
+
+def test_pruning_with_two_ddp_ranks_ends_without_a_hang(repo_copy, tmp_path):
+    """devices: 2 on CPU (gloo): rank 0 decides, the decision is broadcast, both stop."""
+    env = pipeline_env(tmp_path)
+    ddp = {
+        **TINY,
+        "train": {**TINY["train"], "devices": 2, "accelerator": "cpu"},
+        "tune": {
+            **TINY["tune"],
+            "n_trials": 6,
+            "max_epochs": 4,
+            "n_startup_trials": 1,
+            "pruner": "successive_halving",
+            "sampler": "random",
+            "search_space": {
+                "train.optimizer.lr": {"type": "categorical", "choices": [0.05, 0.00001]}
+            },
+        },
+    }
+    _write(repo_copy, ddp)
+    _dvc(repo_copy, env, "repro", "augment")
+    started = time.time()
+    res = subprocess.run(
+        [sys.executable, "-m", "stages.tune"],
+        cwd=repo_copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Starting with 2 processes" in res.stderr + res.stdout
+    states = _states(_study(repo_copy))
+    assert states.get("COMPLETE", 0) + states.get("PRUNED", 0) == 6, states
+    assert states.get("PRUNED", 0) >= 1, states  # the broadcast-stop path really ran
+    pruned = [
+        t for t in _study(repo_copy).get_trials() if t.state == optuna.trial.TrialState.PRUNED
+    ]
+    assert all(t.user_attrs["pruned_at_epoch"] < 3 for t in pruned)  # stopped before the end
+    assert time.time() - started < 400
