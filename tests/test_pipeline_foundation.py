@@ -111,7 +111,7 @@ def test_bad_data_fails_without_outputs_or_runs(repo_copy, tmp_path):
     ("sets", "expect"),
     [
         (
-            ["data.source=data/raw/examples/houses.csv", "data.target=price"],
+            ["data.source=data/raw/examples/houses.csv", "data.target=price", "model.arch=mlp"],
             {"task": "regression", "modality": "table"},
         ),
         (

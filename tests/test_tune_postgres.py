@@ -138,3 +138,35 @@ def test_kill_9_worker_trial_fails_after_grace_and_is_retried(repo_copy, tmp_pat
     assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.COMPLETE
     assert retries[0].params == killed.params
     assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) == 4
+
+
+def test_db_blip_mid_study_does_not_stop_the_workers(repo_copy, tmp_path, optuna_db):
+    """Every connection to the study's database is killed server-side mid-run (a real
+    PostgreSQL restart or network blip looks like this to clients): the stage reconnects
+    and still finishes its trials."""
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    env = pipeline_env(tmp_path)
+    _write(repo_copy, _params(4, 1, optuna_db, max_epochs=15))
+    subprocess.run([sys.executable, "-m", "dvc", "repro", "augment"], cwd=repo_copy, env=env,
+                   check=True, capture_output=True)
+    stage = subprocess.Popen([sys.executable, "-m", "stages.tune"], cwd=repo_copy, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    db = make_url(optuna_db).database
+    killed, deadline = 0, time.time() + 300
+    while not killed and time.time() < deadline and stage.poll() is None:
+        time.sleep(1)
+        try:
+            if _study(optuna_db).get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+                with psycopg2.connect(optuna_db) as conn, conn.cursor() as cur:
+                    cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE datname = %s AND pid <> pg_backend_pid()", (db,))
+                    killed = sum(1 for (ok,) in cur.fetchall() if ok)
+        except ValueError:  # study not created yet
+            continue
+    assert killed, "no connection of the stage was seen to kill"
+    _, err = stage.communicate(timeout=600)
+    assert stage.returncode == 0, err[-3000:]
+    states = [t.state for t in _study(optuna_db).trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 4

@@ -34,6 +34,21 @@ class TrialFault(Exception):
 
 
 OWN_FAULTS: tuple[type[BaseException], ...] = (TrialFault, MemoryError)
+MAX_BLIPS = 8  # ~4 minutes of backoff in all before a storage outage stops the worker
+
+
+def _storage_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [optuna.exceptions.StorageInternalError]
+    try:
+        from sqlalchemy.exc import DBAPIError
+
+        errors.append(DBAPIError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+STORAGE_ERRORS = _storage_errors()
 
 
 def trial_config(raw: dict[str, Any], tune: TuneParams, point: dict[str, Any]) -> config.Params:
@@ -104,21 +119,37 @@ def run_worker(
         if not st.budget_left(study_, tune) or (deadline and time.time() >= deadline):
             study_.stop()
 
-    if not st.budget_left(study, tune):
-        return
-    timeout = None if deadline is None else max(1.0, deadline - time.time())
     progress = TrialProgress(
         tune.n_trials, study.metric_names[0] if study.metric_names else "objective"
     )
+    blips = 0
     try:
-        study.optimize(
-            objective,
-            n_trials=None,
-            timeout=timeout,
-            catch=(BudgetReached, *OWN_FAULTS),
-            callbacks=[progress, stop_when_done],
-            gc_after_trial=False,
-            show_progress_bar=False,
-        )
+        while st.budget_left(study, tune) and not (deadline and time.time() >= deadline):
+            timeout = None if deadline is None else max(1.0, deadline - time.time())
+            try:
+                study.optimize(
+                    objective,
+                    n_trials=None,
+                    timeout=timeout,
+                    catch=(BudgetReached, *OWN_FAULTS),
+                    callbacks=[progress, stop_when_done],
+                    gc_after_trial=False,
+                    show_progress_bar=False,
+                )
+                return
+            except STORAGE_ERRORS as exc:  # a DB blip: back off and go on, never exit
+                blips += 1
+                if blips > MAX_BLIPS:
+                    raise
+                wait = min(60.0, 2.0**blips)
+                log.warning(
+                    "storage error (%s: %s); retrying in %.0f s (%d/%d)",
+                    type(exc).__name__,
+                    str(exc).splitlines()[0][:200],
+                    wait,
+                    blips,
+                    MAX_BLIPS,
+                )
+                time.sleep(wait)
     finally:
         progress.close()
