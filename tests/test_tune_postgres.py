@@ -149,10 +149,21 @@ def test_db_blip_mid_study_does_not_stop_the_workers(repo_copy, tmp_path, optuna
 
     env = pipeline_env(tmp_path)
     _write(repo_copy, _params(4, 1, optuna_db, max_epochs=15))
-    subprocess.run([sys.executable, "-m", "dvc", "repro", "augment"], cwd=repo_copy, env=env,
-                   check=True, capture_output=True)
-    stage = subprocess.Popen([sys.executable, "-m", "stages.tune"], cwd=repo_copy, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "repro", "augment"],
+        cwd=repo_copy,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    stage = subprocess.Popen(
+        [sys.executable, "-m", "stages.tune"],
+        cwd=repo_copy,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     db = make_url(optuna_db).database
     killed, deadline = 0, time.time() + 300
     while not killed and time.time() < deadline and stage.poll() is None:
@@ -160,8 +171,11 @@ def test_db_blip_mid_study_does_not_stop_the_workers(repo_copy, tmp_path, optuna
         try:
             if _study(optuna_db).get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
                 with psycopg2.connect(optuna_db) as conn, conn.cursor() as cur:
-                    cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                "WHERE datname = %s AND pid <> pg_backend_pid()", (db,))
+                    cur.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = %s AND pid <> pg_backend_pid()",
+                        (db,),
+                    )
                     killed = sum(1 for (ok,) in cur.fetchall() if ok)
         except ValueError:  # study not created yet
             continue
