@@ -216,3 +216,33 @@ def test_pruning_with_two_ddp_ranks_ends_without_a_hang(repo_copy, tmp_path):
     ]
     assert all(t.user_attrs["pruned_at_epoch"] < 3 for t in pruned)  # stopped before the end
     assert time.time() - started < 400
+
+
+def test_real_tracking_server_receives_nested_trials(repo_copy, tmp_path):
+    """Every run of `dvc repro tune` reaches a real `mlflow server` over REST, including the
+    nested trial runs that two worker processes log."""
+    from tests.test_tracking_server import mlflow_server
+
+    with mlflow_server("sqlite", tmp_path / "artifacts") as uri:
+        env = {**pipeline_env(tmp_path), "MLFLOW_TRACKING_URI": uri}
+        _write(repo_copy, {**TINY, "tune": {**TINY["tune"], "n_workers": 2}})
+        res = subprocess.run(
+            [sys.executable, "-m", "dvc", "repro", "tune"],
+            cwd=repo_copy,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert res.returncode == 0, res.stderr[-3000:]
+        client = mlflow.MlflowClient(uri)
+        exp = client.get_experiment_by_name("tune-test")
+        runs = client.search_runs([exp.experiment_id])
+        stages = sorted(r.data.tags["stage"] for r in runs if r.data.tags["stage"] != "tune-trial")
+        assert stages == ["augment", "prepare", "tune"]
+        (parent,) = [r for r in runs if r.data.tags["stage"] == "tune"]
+        trials = [r for r in runs if r.data.tags["stage"] == "tune-trial"]
+        assert len(trials) >= 4
+        assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {parent.info.run_id}
+        assert all(r.info.status in ("FINISHED", "FAILED") for r in runs)
+        assert "plots" in [a.path for a in client.list_artifacts(parent.info.run_id)]
