@@ -223,7 +223,7 @@ def test_real_tracking_server_receives_nested_trials(repo_copy, tmp_path):
     nested trial runs that two worker processes log."""
     from tests.test_tracking_server import mlflow_server
 
-    with mlflow_server("sqlite", tmp_path / "artifacts") as uri:
+    with mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "artifacts") as uri:
         env = {**pipeline_env(tmp_path), "MLFLOW_TRACKING_URI": uri}
         _write(repo_copy, {**TINY, "tune": {**TINY["tune"], "n_workers": 2}})
         res = subprocess.run(
