@@ -113,7 +113,7 @@ def test_repro_tune_nested_runs_and_best_params_feed_train(repo_copy, tmp_path):
 
 
 def test_kill_9_mid_trial_then_resume_keeps_every_complete_trial(repo_copy, tmp_path):
-    env = pipeline_env(tmp_path)
+    env = {**pipeline_env(tmp_path), "REPROLAB_FAULT_HANG": "2:1"}  # trial 2 blocks mid-run
     _write(repo_copy, {**TINY, "tune": {**TINY["tune"], "n_trials": 5, "pruner": "none"}})
     _dvc(repo_copy, env, "repro", "augment")
     proc = subprocess.Popen(
@@ -132,8 +132,10 @@ def test_kill_9_mid_trial_then_resume_keeps_every_complete_trial(repo_copy, tmp_
             done = _states(study).get("COMPLETE", 0)
             if done >= 2 and _states(study).get("RUNNING", 0):
                 break
+    assert proc.poll() is None, "the tune stage ended before it could be killed mid-trial"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
+    env.pop("REPROLAB_FAULT_HANG")
     before = {
         t.number: t.params
         for t in _study(repo_copy).get_trials()

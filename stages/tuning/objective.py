@@ -27,18 +27,18 @@ from stages.tuning.worker import TrialFault
 
 PRUNED_AT, BEST_VALUE = "pruned_at_epoch", "best_monitored_value"
 NAN_FAULT_ENV = "REPROLAB_FAULT_NAN"  # "<trial number>:<step>" (fault-injection tests)
+HANG_FAULT_ENV = "REPROLAB_FAULT_HANG"  # "<trial number>:<step>" (fault-injection tests)
 
 
 def _fault_callbacks(number: int) -> list[L.Callback]:
-    spec = os.environ.get(NAN_FAULT_ENV, "")
-    if not spec:
-        return []
-    trial, _, step = spec.partition(":")
-    if int(trial) != number:
-        return []
-    from lightning_modules.faults import NanAtStep
+    from lightning_modules import faults
 
-    return [NanAtStep(int(step or 0))]
+    callbacks: list[L.Callback] = []
+    for env, factory in ((NAN_FAULT_ENV, faults.NanAtStep), (HANG_FAULT_ENV, faults.HangAtStep)):
+        trial, _, step = os.environ.get(env, "").partition(":")
+        if trial and int(trial) == number:
+            callbacks.append(factory(int(step or 0)))
+    return callbacks
 
 
 @dataclass
