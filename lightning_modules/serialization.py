@@ -62,7 +62,9 @@ def load_network(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     Returns:
         (network in eval mode on CPU, meta: every key of the file except `state_dict`).
     """
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    from lightning_modules.safe_load import load_checked
+
+    payload = load_checked(path)  # UnsafeFileError / CorruptFileError name the file
     if not isinstance(payload, dict) or "state_dict" not in payload or "arch" not in payload:
         raise ValueError(f"{path}: not a reprolab network file (no state_dict/arch keys)")
     net = build_network(payload["arch"], **payload["net_kwargs"])

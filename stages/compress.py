@@ -176,6 +176,17 @@ def write_csv(path: Path, rows: dict[str, dict[str, Any]]) -> None:
             writer.writerow({"variant": name, **row})
 
 
+def _require_model(path: Path) -> None:
+    if not path.exists():
+        raise UserError(f"missing trained model {path}; produce it with `dvc repro train`")
+    from lightning_modules.safe_load import load_checked
+
+    try:
+        load_checked(path)
+    except ValueError as exc:  # UnsafeFileError | CorruptFileError, both name the file
+        raise UserError(f"{exc}; re-create it with `dvc repro train`") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = parser("compress", "Prune, quantize and distill the trained model; measure each.")
     ap.add_argument("--prepared", default="data/prepared", help="prepare stage output")
@@ -188,10 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     def body(args):
         cfg = config.load(args.params)
         paths = Paths(*(Path(getattr(args, f)) for f in Paths.__dataclass_fields__))
-        if not paths.model.exists():
-            raise UserError(
-                f"missing trained model {paths.model}; produce it with `dvc repro train`"
-            )
+        _require_model(paths.model)  # missing/corrupt/hostile: refused before any MLflow run
         from stages import tracking
         from stages.augment import read_schema
         from stages.compress_tracking import VariantRuns

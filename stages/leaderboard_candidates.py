@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle  # only for its exception type: torch.load(weights_only=True) raises it
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,7 +99,7 @@ def _networks(items, task, kind, notes) -> list[Candidate]:
     for name, path in items:
         try:
             net, meta = load_network(path)
-        except (ValueError, RuntimeError, OSError, KeyError, pickle.UnpicklingError) as exc:
+        except (ValueError, RuntimeError, OSError, KeyError) as exc:  # safe_load: ValueErrors
             why = str(exc).splitlines()[0][:200]
             raise UserError(f"{path}: cannot load the network ({why}); re-run its stage") from None
         n_params = sum(p.numel() for p in net.parameters())

@@ -19,6 +19,7 @@ from typing import Any
 from stages import config, io
 from stages.cli import parser, run_main
 from stages.errors import UserError
+from stages.train_resume import ResumePoint, resume_point
 from stages.train_setup import check_compatible, load_params, module_args, monitor_of
 
 SECTIONS = ("seed", "model", "train")
@@ -56,6 +57,7 @@ def run(
     paths: Paths = Paths(),
     *,
     run_id: str | None = None,
+    resume_from: Path | None = None,
     sink=None,
     callbacks=(),
 ) -> dict[str, Any]:
@@ -66,6 +68,8 @@ def run(
         schema: data/prepared/schema.json.
         paths: inputs and outputs.
         run_id: MLflow run id stored in checkpoints (resume continues that run).
+        resume_from: checkpoint to continue from (`train_resume.resume_point`); with
+            `train.resume: true` and None, the stage picks it itself.
         sink: `sink(epoch, metrics)`, called on rank 0 after every epoch (MLflow).
         callbacks: extra Lightning callbacks (e.g. an Optuna pruning callback).
 
@@ -97,7 +101,7 @@ def run(
     )
     monitor, mode = monitor_of(cfg, schema)
     history = History(sink, since=_process_start())
-    extra = [history, CheckpointExtras({"mlflow_run_id": run_id})]
+    extra = [history, CheckpointExtras({"mlflow_run_id": run_id, "max_epochs": t.max_epochs})]
     if t.log_per_step and sink is not None:
         extra.append(StepLoss(sink, t.log_every_n_steps))
     trainer = build_trainer(
@@ -120,9 +124,10 @@ def run(
         progress_bar=_progress_bar(t.progress_bar),
         callbacks=[*extra, *callbacks],
     )
-    resume_from = paths.last if t.resume and paths.last.exists() else None
     if t.resume and resume_from is None:
-        log.warning("train.resume: true but %s does not exist; starting fresh", paths.last)
+        from stages.train_resume import resume_point
+
+        resume_from = resume_point(paths.checkpoints, t.max_epochs, t.scheduler.name).checkpoint
     try:
         trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
     except NonFiniteLossError as exc:
@@ -179,13 +184,17 @@ def main(argv: list[str] | None = None) -> int:
         paths = Paths(*(Path(getattr(args, f)) for f in Paths.__dataclass_fields__))
         schema = _read_schema(paths.prepared)
         check_compatible(cfg, schema)  # refuse bad combinations before any MLflow run
-        if global_rank(cfg.train.devices) != 0:
-            run(cfg, schema, paths)
+        point = ResumePoint(None, None)
+        t = cfg.train
+        if t.resume:  # refuse a hostile/unloadable checkpoint before any MLflow run
+            point = resume_point(paths.checkpoints, t.max_epochs, t.scheduler.name)
+        if global_rank(t.devices) != 0:
+            run(cfg, schema, paths, resume_from=point.checkpoint)
             return
         from stages import tracking
-        from stages.train_outputs import log_to_mlflow, mlflow_sink, resumed_run_id
+        from stages.train_outputs import log_to_mlflow, mlflow_sink
 
-        run_id = resumed_run_id(paths.last) if cfg.train.resume else None
+        run_id = point.run_id
         with tracking.stage_run(
             "train",
             cfg,
@@ -196,7 +205,14 @@ def main(argv: list[str] | None = None) -> int:
             run_id=run_id,
         ) as active:
             log_to_mlflow(tuned, resumed=run_id is not None)
-            metrics = run(cfg, schema, paths, run_id=active.info.run_id, sink=mlflow_sink())
+            metrics = run(
+                cfg,
+                schema,
+                paths,
+                run_id=active.info.run_id,
+                resume_from=point.checkpoint,
+                sink=mlflow_sink(),
+            )
             log_to_mlflow(tuned, metrics=metrics, paths=paths)
 
     return run_main("train", body, ap, argv)

@@ -75,16 +75,6 @@ def write_history(path: Path, rows: list[dict[str, float]]) -> None:
             writer.writerow({k: int(v) if k == "epoch" else v for k, v in r.items()})
 
 
-def resumed_run_id(last: Path) -> str | None:
-    """The MLflow run id stored in `last.ckpt` (None if absent)."""
-    if not last.exists():
-        return None
-    import torch
-
-    extras = torch.load(last, map_location="cpu", weights_only=True).get("reprolab", {})
-    return extras.get("mlflow_run_id")
-
-
 def mlflow_sink():
     import mlflow
 

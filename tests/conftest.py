@@ -108,3 +108,48 @@ def postgres_url() -> str:
     if os.environ.get("REPROLAB_REQUIRE_POSTGRES") == "1":
         pytest.fail(f"REPROLAB_REQUIRE_POSTGRES=1 but REPROLAB_POSTGRES_URL is unset; {reason}")
     pytest.skip(reason)
+
+
+TINY_TRAIN = {
+    "model": {"width": 8, "depth": 1},
+    "train": {"max_epochs": 1, "threads": 1, "batch_size": 128, "progress_bar": "off"},
+}
+
+
+@pytest.fixture
+def train_cli(shipped_params, tmp_path):
+    """Run `python -m stages.train` on prepared digits in tmp_path with param overrides."""
+    prepared = tmp_path / "prepared"
+    cfg_raw = deep_update(shipped_params, {"data": {"source": "digits"}})
+    from stages import prepare
+
+    prepare.run(config.validate(cfg_raw, tmp_path / "params.yaml"), prepared, root=tmp_path)
+
+    def command(name: str, overrides: dict) -> tuple[list[str], Path]:
+        out = tmp_path / name
+        out.mkdir(exist_ok=True)
+        raw = deep_update(shipped_params, deep_update(TINY_TRAIN, overrides))
+        raw["train"]["use_augmented"] = False
+        (out / "params.yaml").write_text(yaml.safe_dump(raw))
+        args = {
+            "params": out / "params.yaml",
+            "prepared": prepared,
+            "augmented": prepared,
+            "tuned": out / "none.yaml",
+            "checkpoints": out / "checkpoints",
+            "ckpt": out / "model.ckpt",
+            "model": out / "model.pt",
+            "metrics": out / "train.json",
+            "history": out / "history.csv",
+        }
+        cmd = [sys.executable, "-m", "stages.train"]
+        for key, value in args.items():
+            cmd += [f"--{key}", str(value)]
+        return cmd, out
+
+    return command
+
+
+def train_env(tmp_path: Path) -> dict[str, str]:
+    """Run from tmp_path (MLflow's artifact root lands there), importing the repo's code."""
+    return pipeline_env(tmp_path) | {"PYTHONPATH": str(REPO)}

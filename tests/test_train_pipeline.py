@@ -14,11 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
-from conftest import REPO, deep_update, pipeline_env, write_params
+from conftest import deep_update, pipeline_env, train_env, write_params
 
 from lightning_modules.serialization import load_network
-from stages import prepare
 
 pytestmark = pytest.mark.integration
 
@@ -72,49 +70,10 @@ def test_dvc_repro_train(repo_copy, tmp_path):
     assert "up to date" in status.stdout
 
 
-@pytest.fixture
-def stage_cli(shipped_params, tmp_path):
-    """Run `python -m stages.train` on prepared digits in tmp_path with param overrides."""
-    prepared = tmp_path / "prepared"
-    cfg_raw = deep_update(shipped_params, {"data": {"source": "digits"}})
-    from stages import config
-
-    prepare.run(config.validate(cfg_raw, tmp_path / "params.yaml"), prepared, root=tmp_path)
-
-    def command(name: str, overrides: dict) -> tuple[list[str], Path]:
-        out = tmp_path / name
-        out.mkdir(exist_ok=True)
-        raw = deep_update(shipped_params, deep_update(TINY, overrides))
-        raw["train"]["use_augmented"] = False
-        (out / "params.yaml").write_text(yaml.safe_dump(raw))
-        args = {
-            "params": out / "params.yaml",
-            "prepared": prepared,
-            "augmented": prepared,
-            "tuned": out / "none.yaml",
-            "checkpoints": out / "checkpoints",
-            "ckpt": out / "model.ckpt",
-            "model": out / "model.pt",
-            "metrics": out / "train.json",
-            "history": out / "history.csv",
-        }
-        cmd = [sys.executable, "-m", "stages.train"]
-        for key, value in args.items():
-            cmd += [f"--{key}", str(value)]
-        return cmd, out
-
-    return command
-
-
-def _env(tmp_path: Path) -> dict[str, str]:
-    """Run from tmp_path (MLflow's artifact root lands there), importing the repo's code."""
-    return pipeline_env(tmp_path) | {"PYTHONPATH": str(REPO)}
-
-
-def test_ddp_two_cpu_ranks(stage_cli, tmp_path):
-    cmd, out = stage_cli("ddp", {"train": {"devices": 2, "accelerator": "cpu", "max_epochs": 2}})
+def test_ddp_two_cpu_ranks(train_cli, tmp_path):
+    cmd, out = train_cli("ddp", {"train": {"devices": 2, "accelerator": "cpu", "max_epochs": 2}})
     res = subprocess.run(
-        cmd, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=300
+        cmd, cwd=tmp_path, env=train_env(tmp_path), capture_output=True, text=True, timeout=300
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "distributed_backend=gloo" in res.stderr
@@ -132,13 +91,13 @@ def test_ddp_two_cpu_ranks(stage_cli, tmp_path):
     assert [r.info.status for r in runs] == ["FINISHED"]  # rank 1 opened no run
 
 
-def test_sigterm_then_resume_matches_uninterrupted(stage_cli, tmp_path):
+def test_sigterm_then_resume_matches_uninterrupted(train_cli, tmp_path):
     epochs = {"train": {"max_epochs": 25, "scheduler": {"name": "cosine"}}}
-    full_cmd, full = stage_cli("full", epochs)
-    env = _env(tmp_path)
+    full_cmd, full = train_cli("full", epochs)
+    env = train_env(tmp_path)
     assert subprocess.run(full_cmd, cwd=tmp_path, env=env, capture_output=True).returncode == 0
 
-    cmd, out = stage_cli("cut", epochs)
+    cmd, out = train_cli("cut", epochs)
     proc = subprocess.Popen(
         cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
@@ -157,7 +116,7 @@ def test_sigterm_then_resume_matches_uninterrupted(stage_cli, tmp_path):
     killed = [r for r in runs if r.info.status == "KILLED"]
     assert len(killed) == 1
 
-    cmd, _ = stage_cli("cut", deep_update(epochs, {"train": {"resume": True}}))
+    cmd, _ = train_cli("cut", deep_update(epochs, {"train": {"resume": True}}))
     res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     run = client.get_run(killed[0].info.run_id)
