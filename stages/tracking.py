@@ -134,22 +134,36 @@ def _pid_alive(pid: int) -> bool:
 
 
 def close_orphaned_runs(client: Any, experiment_id: str) -> int:
-    """Mark KILLED the RUNNING runs of this host whose process no longer exists (kill -9)."""
+    """Mark KILLED the RUNNING runs of this host whose process no longer exists (kill -9),
+    then the RUNNING nested runs (compress variants, tune trials) under a run of this host
+    that has ended: nobody is left to close them."""
     host = socket.gethostname()
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"attributes.status = 'RUNNING' and tags.reprolab_host = '{host}'",
-        max_results=500,
+    running = client.search_runs(
+        [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
     )
-    closed = 0
-    for run in runs:
-        pid = run.data.tags.get("reprolab_pid")
-        if pid and pid.isdigit() and not _pid_alive(int(pid)):
+    closed: set[str] = set()
+    for run in running:
+        tags = run.data.tags
+        pid = tags.get("reprolab_pid")
+        mine = tags.get("reprolab_host") == host and pid and pid.isdigit()
+        if mine and not _pid_alive(int(pid)):
             client.set_terminated(run.info.run_id, status="KILLED")
-            closed += 1
+            closed.add(run.info.run_id)
+    still = {r.info.run_id for r in running} - closed
+    for run in running:
+        tags, parent = run.data.tags, run.data.tags.get("mlflow.parentRunId")
+        if run.info.run_id in closed or not parent or tags.get("reprolab_pid") or parent in still:
+            continue
+        try:
+            parent_run = client.get_run(parent)
+        except Exception:  # parent deleted: the child is an orphan too
+            parent_run = None
+        if parent_run is None or parent_run.data.tags.get("reprolab_host") == host:
+            client.set_terminated(run.info.run_id, status="KILLED")
+            closed.add(run.info.run_id)
     if closed:
-        log.warning("marked %d orphaned RUNNING run(s) KILLED (their process died)", closed)
-    return closed
+        log.warning("marked %d orphaned RUNNING run(s) KILLED (their process died)", len(closed))
+    return len(closed)
 
 
 @contextlib.contextmanager
