@@ -60,6 +60,9 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise _os_error(target, exc) from None
+    except UserError as exc:  # a write inside failed: name the real output, not the temp dir
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise type(exc)(str(exc).replace(str(tmp), str(target))) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
