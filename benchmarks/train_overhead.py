@@ -3,9 +3,11 @@
 Both train the same network (params.yaml's `model:`), on the same data and batch size, with
 the same optimizer, schedule, loss and thread count; runs alternate (plain, reprolab, ...)
 so background load hits both alike. Epoch time = the training part of an epoch (no
-validation/checkpointing), median over epochs after the first. Also measures start-up:
-`python -m stages.train` from process start to the first training step, and accuracy of
-the default model on the test split with `serialization.predict`.
+validation/checkpointing), median over epochs after the first. A third contender, the
+smallest LightningModule (same net/optimizer/schedule/loss, same lean Trainer and batch
+loader), splits the ratio into what Lightning itself costs and what reprolab adds. Also
+measures start-up: `python -m stages.train` from process start to the first training
+step, and accuracy of the default model on the test split with `serialization.predict`.
 
 Usage: python benchmarks/train_overhead.py [--epochs 6] [--repeats 3] [--threads 2]
        [--full]   (also: the default params end to end, test accuracy and wall time)
@@ -74,6 +76,52 @@ def plain_loop(cfg: config.Params, schema: dict, data: dict, epochs: int) -> lis
             sched.step()
         times.append(time.perf_counter() - t0)
     return times
+
+
+def lightning_minimal_loop(cfg: config.Params, schema: dict, data: dict, tmp: Path) -> list[float]:
+    """Bare Lightning: training_step = loss only; same Trainer settings as the stage."""
+    import lightning as L
+
+    from lightning_modules.callbacks import History
+    from lightning_modules.data import TensorDataModule
+    from lightning_modules.fit import build_trainer
+    from lightning_modules.networks import build_network
+    from lightning_modules.optim import build_optimizer, build_scheduler
+
+    args = module_args(cfg, schema)
+    epochs, smoothing = cfg.train.max_epochs, cfg.train.label_smoothing
+
+    class Minimal(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = build_network(args["arch"], **args["net_kwargs"])
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self.net(x), y, label_smoothing=smoothing)
+
+        def validation_step(self, batch, batch_idx):
+            pass
+
+        def configure_optimizers(self):
+            opt = build_optimizer(self.parameters(), **args["optimizer"])
+            total = int(self.trainer.estimated_stepping_batches)
+            sched = build_scheduler(
+                opt, total_steps=total, steps_per_epoch=total // epochs, **args["scheduler"]
+            )
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    L.seed_everything(cfg.seed, verbose=False)
+    history = History()
+    trainer = build_trainer(
+        tmp, None, "max", epochs, accelerator="cpu", deterministic=True, callbacks=[history]
+    )
+    val = io.load_npz(ROOT / "data/prepared/val.npz", "X", "y")
+    dm = TensorDataModule(
+        (data["X"], data["y"]), (val["X"], val["y"]), batch_size=cfg.train.batch_size, seed=cfg.seed
+    )
+    trainer.fit(Minimal(), datamodule=dm)
+    return [r["train_seconds"] for r in history.rows]
 
 
 def reprolab_loop(cfg, schema, tmp: Path) -> tuple[list[float], dict]:
@@ -147,12 +195,13 @@ def main() -> None:
     schema = json.loads((ROOT / "data/prepared/schema.json").read_text())
     cfg = params(a.epochs, a.threads)
     data = io.load_npz(ROOT / "data/augmented/train.npz", "X", "y")
-    plain, ours = [], []
+    plain, ours, bare = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(a.repeats):
             plain += plain_loop(cfg, schema, data, a.epochs)[1:]
             ours += reprolab_loop(cfg, schema, Path(tmp) / f"r{r}")[0][1:]
-        p, o = statistics.median(plain), statistics.median(ours)
+            bare += lightning_minimal_loop(cfg, schema, data, Path(tmp) / f"m{r}")[1:]
+        p, o, b = statistics.median(plain), statistics.median(ours), statistics.median(bare)
         print(
             f"model={cfg.model.arch} width={cfg.model.width} depth={cfg.model.depth} "
             f"batch={cfg.train.batch_size} rows={len(data['y'])} threads={a.threads}"
@@ -160,6 +209,11 @@ def main() -> None:
         print(
             f"epoch_time plain_pytorch={p:.4f}s reprolab={o:.4f}s ratio={o / p:.3f} "
             f"(median of {len(plain)} epochs each, first epoch of each run dropped)"
+        )
+        print(
+            f"bare_lightning={b:.4f}s ratio={b / p:.3f}: Lightning's own share; reprolab "
+            f"over bare Lightning {o / b:.3f}. Fastest epochs: plain={min(plain):.4f}s "
+            f"bare={min(bare):.4f}s reprolab={min(ours):.4f}s ratio={min(ours) / min(plain):.3f}"
         )
         print(f"startup process_start->first_step={startup(Path(tmp), a.threads):.2f}s")
         if a.full:
