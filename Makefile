@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: repro test test-fast lint ui dashboard mlflow-server bench dag clean-outputs setup
+.PHONY: repro test test-fast lint ui dashboard mlflow-server tune-worker bench dag clean-outputs setup
 
 setup: $(STAMP)
 
@@ -49,6 +49,11 @@ mlflow-server: $(STAMP)
 	MLFLOW_BACKEND_STORE_URI="$${MLFLOW_BACKEND_STORE_URI:-sqlite:///mlflow.db}" \
 	MLFLOW_ARTIFACTS_DESTINATION="$${MLFLOW_ARTIFACTS_DESTINATION:-./mlartifacts}" \
 		$(BIN)/mlflow server --host $(HOST) --port $(PORT) $(MLFLOW_SERVER_ARGS)
+
+# One more tuning worker for the running study (same params.yaml; PostgreSQL storage for
+# workers on other machines: tune.storage or REPROLAB_OPTUNA_STORAGE). See docs/scaling.md.
+tune-worker: $(STAMP)
+	$(BIN)/python -m stages.tune --worker --params $${PARAMS:-params.yaml}
 
 dashboard: $(STAMP)
 	$(BIN)/optuna-dashboard --host 127.0.0.1 --port $${DASHBOARD_PORT:-8080} \
