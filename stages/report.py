@@ -80,7 +80,8 @@ def markdown(summary: dict[str, Any], images: list[Path], base: Path) -> str:
     parts += ["| " + " | ".join(r) + " |" for r in rows]
     parts += ["", "## Is the difference real?", ""]
     parts += [f"- {c['text']}" for c in summary["comparisons"]] or ["- only one candidate"]
-    parts += ["", "## Notes", ""] + [f"- {n}" for n in summary["notes"]]
+    if summary["notes"]:  # no empty heading when nothing was skipped
+        parts += ["", "## Notes", ""] + [f"- {n}" for n in summary["notes"]]
     parts += ["", "## Dataset", ""] + [f"- {line}" for line in _dataset_lines(summary["schema"])]
     parts += ["", "## Plots", ""]
     parts += [f"![{p.stem}]({_relative(p, base)})" for p in images]
@@ -98,7 +99,8 @@ def _relative(path: Path, base: Path) -> str:
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
-table{border-collapse:collapse;font-size:.85rem}
+.wide{overflow-x:auto;max-width:100%}
+table{border-collapse:collapse;font-size:.85rem;white-space:nowrap}
 td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}
 td:nth-child(2),th:nth-child(2),td:nth-child(3){text-align:left}
 tr:first-child td{font-weight:bold;background:#eef6ee}
@@ -116,15 +118,16 @@ def to_html(summary: dict[str, Any], images: list[Path]) -> str:
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{e(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{e(title)}</h1>",
-        "<h2>Leaderboard (test split)</h2><table><thead><tr>",
+        '<h2>Leaderboard (test split)</h2><div class="wide"><table><thead><tr>',
         "".join(f"<th>{e(h)}</th>" for h in head),
         "</tr></thead><tbody>",
     ]
     out += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows]
-    out.append("</tbody></table><h2>Is the difference real?</h2><ul>")
+    out.append("</tbody></table></div><h2>Is the difference real?</h2><ul>")
     out += [f"<li>{e(c['text'])}</li>" for c in summary["comparisons"]]
-    out.append("</ul><h2>Notes</h2><ul>")
-    out += [f"<li>{e(n)}</li>" for n in summary["notes"]]
+    if summary["notes"]:
+        out.append("</ul><h2>Notes</h2><ul>")
+        out += [f"<li>{e(n)}</li>" for n in summary["notes"]]
     out.append("</ul><h2>Dataset</h2><ul>")
     out += [f"<li>{e(line)}</li>" for line in _dataset_lines(summary["schema"])]
     out.append("</ul><h2>Plots</h2><div>")
