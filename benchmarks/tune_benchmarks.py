@@ -92,7 +92,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument(
+        "--configs",
+        default="tpe/none,random/none,tpe/hyperband",
+        help="comma-separated sampler/pruner pairs to run",
+    )
     args = ap.parse_args()
+    configs = [tuple(c.split("/")) for c in args.configs.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data = work / "data"
@@ -114,7 +120,7 @@ def main() -> None:
             )
         results: dict[str, list[dict]] = {}
         for seed in range(args.seeds):
-            for sampler, pruner in (("tpe", "none"), ("random", "none"), ("tpe", "hyperband")):
+            for sampler, pruner in configs:
                 r = run_study(work, data, seed, sampler, pruner, args.trials, args.epochs)
                 results.setdefault(f"{sampler}/{pruner}", []).append(r)
                 print(
@@ -145,6 +151,8 @@ def report(results: dict[str, list[dict]], args) -> None:
             f"| {sum(r['epochs'] for r in rows)} | {sum(r['wall'] for r in rows):.0f} | "
             f"{overhead:.1%} |"
         )
+    if not {"tpe/none", "tpe/hyperband"} <= set(results):
+        return
     none, hb = results["tpe/none"], results["tpe/hyperband"]
     saved = 1 - sum(r["epochs"] for r in hb) / sum(r["epochs"] for r in none)
     delta = statistics.median(r["best"] for r in hb) - statistics.median(r["best"] for r in none)

@@ -129,6 +129,10 @@ def run(cfg: config.Params, paths: Paths = Paths(), tracker=None) -> dict[str, d
                 log.warning("variant=%s method=%s failed: %s", name, method, row["error"])
                 for leftover in out_dir.glob(f"{name}.*"):
                     leftover.unlink()
+            except BaseException:  # Ctrl-C / SIGTERM: this variant's run ends KILLED too
+                if tracker and run_id:
+                    tracker.kill(run_id)
+                raise
             rows[name] = row
             if tracker:
                 tracker.finish(run_id, row)

@@ -1,7 +1,8 @@
 """One nested MLflow run per compressed variant, under the compress stage's run.
 
 Created with the client API and the `mlflow.parentRunId` tag (as the tune stage's trial
-runs are); each ends FINISHED, or FAILED with the variant's error as a tag.
+runs are); each ends FINISHED, or FAILED with the variant's error as a tag, or KILLED when
+Ctrl-C/SIGTERM stops the stage during that variant.
 """
 
 from __future__ import annotations
@@ -58,3 +59,7 @@ class VariantRuns:
         if row.get("error"):
             self.client.set_tag(run_id, "error", row["error"][:5000])
         self.client.set_terminated(run_id, status="FINISHED" if row["status"] == "ok" else "FAILED")
+
+    def kill(self, run_id: str) -> None:
+        """The stage was interrupted during this variant: end its run KILLED, not RUNNING."""
+        self.client.set_terminated(run_id, status="KILLED")

@@ -102,3 +102,36 @@ def test_repro_compress_writes_variants_table_and_nested_runs(repo_copy, tmp_pat
         timeout=120,
     )
     assert "changed" not in again.stdout, again.stdout
+
+    # Fault: SIGTERM while the compress stage works on its variants (a changed param makes
+    # it run again). Expected: exit 143, the stage run and the interrupted variant's run
+    # KILLED, none RUNNING; the earlier complete outputs untouched, no temp dir left.
+    import signal
+    import time
+
+    before = {p.name: p.read_bytes() for p in out_dir.iterdir()}
+    table = (repo_copy / "metrics/compression.json").read_bytes()
+    write_params(repo_copy, {"compress": {"distill": {"epochs": 2}}})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stages.compress"],
+        cwd=repo_copy,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        runs = client.search_runs([exp.experiment_id], "tags.stage = 'compress-variant'")
+        if len(runs) > len(children) + 1:  # past the first variant of the second run
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "compress ended before the signal"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "Traceback" not in stderr, stderr[-3000:]
+    statuses = [r.info.status for r in client.search_runs([exp.experiment_id])]
+    assert "RUNNING" not in statuses and statuses.count("KILLED") >= 2, statuses
+    assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before
+    assert (repo_copy / "metrics/compression.json").read_bytes() == table
+    assert not [p for p in (repo_copy / "models").iterdir() if ".tmp-" in p.name]

@@ -248,3 +248,55 @@ def test_real_tracking_server_receives_nested_trials(repo_copy, tmp_path):
         assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {parent.info.run_id}
         assert all(r.info.status in ("FINISHED", "FAILED") for r in runs)
         assert "plots" in [a.path for a in client.list_artifacts(parent.info.run_id)]
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_mid_trial_ends_runs_killed_and_resume_keeps_the_study(
+    repo_copy, tmp_path, sig, code
+):
+    """Fault: SIGTERM/SIGINT to the tune stage while trial 1 is surely mid-run. Expected:
+    exit 143/130, the stage run and the interrupted trial run KILLED (none RUNNING), the
+    complete trial kept; `dvc repro tune` then finishes the study without re-running it."""
+    env = {**pipeline_env(tmp_path), "REPROLAB_FAULT_HANG": "1:1"}
+    _write(repo_copy, {**TINY, "tune": {**TINY["tune"], "n_trials": 3, "pruner": "none"}})
+    _dvc(repo_copy, env, "repro", "augment")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stages.tune"],
+        cwd=repo_copy,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    journal = repo_copy / "tuning/study/journal.log"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        if journal.exists():
+            states = _states(_study(repo_copy))
+            if states.get("COMPLETE", 0) >= 1 and states.get("RUNNING", 0):
+                break
+    assert proc.poll() is None, "the tune stage ended before the signal"
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-5000:]
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("tune-test")
+    runs = client.search_runs([exp.experiment_id])
+    statuses = sorted(r.info.status for r in runs if r.data.tags.get("stage") != "augment")
+    assert "RUNNING" not in statuses and "KILLED" in statuses, statuses
+    before = {
+        t.number: t.params
+        for t in _study(repo_copy).get_trials()
+        if t.state == optuna.trial.TrialState.COMPLETE
+    }
+    assert len(before) >= 1
+
+    env.pop("REPROLAB_FAULT_HANG")
+    _dvc(repo_copy, env, "repro", "tune")
+    study = _study(repo_copy)
+    states = _states(study)
+    assert states.get("COMPLETE", 0) + states.get("PRUNED", 0) == 3 and "RUNNING" not in states
+    after = {t.number: t.params for t in study.get_trials() if t.state.name == "COMPLETE"}
+    assert all(after[n] == p for n, p in before.items())

@@ -25,6 +25,21 @@ from stages.tuning.trial_runs import TrialRun
 log = logging.getLogger("reprolab.tune")
 
 
+class _NoInterruptTraceback(logging.Filter):
+    """Optuna logs a trial ended by Ctrl-C/SIGTERM with its traceback; the stage already
+    says "interrupted ... marked KILLED" in one line, so keep Optuna's line, drop the stack.
+    Tracebacks of real trial errors are kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[0] if record.exc_info else None
+        if exc is not None and issubclass(exc, KeyboardInterrupt | Terminated):
+            record.exc_info = None
+        return True
+
+
+logging.getLogger("optuna.study._optimize").addFilter(_NoInterruptTraceback())
+
+
 class BudgetReached(Exception):
     """Another worker took the last trial slot; this trial is discarded (FAIL, not counted)."""
 
