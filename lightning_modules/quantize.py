@@ -5,7 +5,7 @@
 - `quantize_dynamic_int8`: weights INT8 ahead of time, activations quantized per call
   (MatMul/Gemm/LSTM/Attention: the Linear/LSTM-heavy case).
 - `quantize_static_int8`: weights and activations INT8, activation ranges calibrated on
-  training rows (minmax / entropy / percentile), QDQ format, per-channel weights.
+  training rows (minmax / entropy / percentile), QOperator format, per-channel weights.
 
 Quantization-aware fine-tuning is not offered: ONNX Runtime only quantizes after training,
 and the PyTorch QAT flow (`torch.ao.quantization`) is deprecated in this torch; its
@@ -120,7 +120,14 @@ def quantize_static_int8(
     method: str = "minmax",
     per_channel: bool = True,
 ) -> None:
-    """Static QDQ INT8 (U8 activations, S8 weights) calibrated on `calibration` rows."""
+    """Static INT8 (U8 activations, S8 weights) calibrated on `calibration` rows.
+
+    QOperator format (QLinearConv/QLinearMatMul with the int8 weights inside the node) rather
+    than QDQ: the same kernels and accuracy here, but no separate DequantizeLinear node and
+    tensor per weight, so the file is ~10% smaller (3.61x vs 3.28x the fp32 ONNX on the tuned
+    digits CNN, 2026-11-23). S8 activations are not used: ORT's QOperator s8s8 conv path
+    measured ~9x slower than u8s8 on this AVX2 CPU.
+    """
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -141,7 +148,7 @@ def quantize_static_int8(
             str(prepared),
             str(dst),
             CalibrationReader(calibration),
-            quant_format=QuantFormat.QDQ,
+            quant_format=QuantFormat.QOperator,
             per_channel=per_channel,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
