@@ -57,7 +57,7 @@ def run(
     paths: Paths = Paths(),
     *,
     run_id: str | None = None,
-    resume_from: Path | None = None,
+    resume: ResumePoint | None = None,
     sink=None,
     callbacks=(),
 ) -> dict[str, Any]:
@@ -68,8 +68,8 @@ def run(
         schema: data/prepared/schema.json.
         paths: inputs and outputs.
         run_id: MLflow run id stored in checkpoints (resume continues that run).
-        resume_from: checkpoint to continue from (`train_resume.resume_point`); with
-            `train.resume: true` and None, the stage picks it itself.
+        resume: where `train.resume: true` continues from (`train_resume.resume_point`,
+            which the CLI resolves before opening its MLflow run); None: resolved here.
         sink: `sink(epoch, metrics)`, called on rank 0 after every epoch (MLflow).
         callbacks: extra Lightning callbacks (e.g. an Optuna pruning callback).
 
@@ -124,10 +124,9 @@ def run(
         progress_bar=_progress_bar(t.progress_bar),
         callbacks=[*extra, *callbacks],
     )
-    if t.resume and resume_from is None:
-        from stages.train_resume import resume_point
-
-        resume_from = resume_point(paths.checkpoints, t.max_epochs, t.scheduler.name).checkpoint
+    if t.resume and resume is None:
+        resume = resume_point(paths.checkpoints, t.max_epochs, t.scheduler.name)
+    resume_from = resume.checkpoint if t.resume and resume is not None else None
     try:
         trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
     except NonFiniteLossError as exc:
@@ -189,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         if t.resume:  # refuse a hostile/unloadable checkpoint before any MLflow run
             point = resume_point(paths.checkpoints, t.max_epochs, t.scheduler.name)
         if global_rank(t.devices) != 0:
-            run(cfg, schema, paths, resume_from=point.checkpoint)
+            run(cfg, schema, paths, resume=point)
             return
         from stages import tracking
         from stages.train_outputs import log_to_mlflow, mlflow_sink
@@ -210,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                 schema,
                 paths,
                 run_id=active.info.run_id,
-                resume_from=point.checkpoint,
+                resume=point,
                 sink=mlflow_sink(),
             )
             log_to_mlflow(tuned, metrics=metrics, paths=paths)

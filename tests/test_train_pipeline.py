@@ -14,16 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import deep_update, pipeline_env, train_env, write_params
+from conftest import TINY_TRAIN, deep_update, pipeline_env, train_env, write_params
 
 from lightning_modules.serialization import load_network
 
 pytestmark = pytest.mark.integration
-
-TINY = {
-    "model": {"width": 8, "depth": 1},
-    "train": {"max_epochs": 1, "threads": 1, "batch_size": 128, "progress_bar": "off"},
-}
 
 
 def _runs(tmp_path: Path):
@@ -35,7 +30,8 @@ def _runs(tmp_path: Path):
 
 
 def test_dvc_repro_train(repo_copy, tmp_path):
-    write_params(repo_copy, {**TINY, "augment": {"multiplier": 1}, "tune": {"enabled": False}})
+    overrides = {**TINY_TRAIN, "augment": {"multiplier": 1}, "tune": {"enabled": False}}
+    write_params(repo_copy, overrides)
     res = subprocess.run(
         [sys.executable, "-m", "dvc", "repro", "train"],
         cwd=repo_copy,

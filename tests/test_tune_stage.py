@@ -112,27 +112,34 @@ def test_repro_tune_nested_runs_and_best_params_feed_train(repo_copy, tmp_path):
     assert "Running stage 'tune'" not in again.stdout
 
 
+def _tune_until_mid_trial(repo, env, complete: int, stderr=subprocess.DEVNULL):
+    """Start `python -m stages.tune` (a hang failpoint in env) and return it once `complete`
+    trials are COMPLETE and one is RUNNING; fails if the stage ended first."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stages.tune"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
+    )
+    journal = repo / "tuning/study/journal.log"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        if journal.exists():
+            states = _states(_study(repo))
+            if states.get("COMPLETE", 0) >= complete and states.get("RUNNING", 0):
+                break
+    assert proc.poll() is None, "the tune stage ended before it could be stopped mid-trial"
+    return proc
+
+
 def test_kill_9_mid_trial_then_resume_keeps_every_complete_trial(repo_copy, tmp_path):
     env = {**pipeline_env(tmp_path), "REPROLAB_FAULT_HANG": "2:1"}  # trial 2 blocks mid-run
     _write(repo_copy, {**TINY, "tune": {**TINY["tune"], "n_trials": 5, "pruner": "none"}})
     _dvc(repo_copy, env, "repro", "augment")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stages.tune"],
-        cwd=repo_copy,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    journal = repo_copy / "tuning/study/journal.log"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        time.sleep(0.5)
-        if journal.exists():
-            study = _study(repo_copy)
-            done = _states(study).get("COMPLETE", 0)
-            if done >= 2 and _states(study).get("RUNNING", 0):
-                break
-    assert proc.poll() is None, "the tune stage ended before it could be killed mid-trial"
+    proc = _tune_until_mid_trial(repo_copy, env, complete=2)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     env.pop("REPROLAB_FAULT_HANG")
@@ -260,23 +267,7 @@ def test_signal_mid_trial_ends_runs_killed_and_resume_keeps_the_study(
     env = {**pipeline_env(tmp_path), "REPROLAB_FAULT_HANG": "1:1"}
     _write(repo_copy, {**TINY, "tune": {**TINY["tune"], "n_trials": 3, "pruner": "none"}})
     _dvc(repo_copy, env, "repro", "augment")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stages.tune"],
-        cwd=repo_copy,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    journal = repo_copy / "tuning/study/journal.log"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.5)
-        if journal.exists():
-            states = _states(_study(repo_copy))
-            if states.get("COMPLETE", 0) >= 1 and states.get("RUNNING", 0):
-                break
-    assert proc.poll() is None, "the tune stage ended before the signal"
+    proc = _tune_until_mid_trial(repo_copy, env, complete=1, stderr=subprocess.PIPE)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == code, stderr[-3000:]

@@ -21,18 +21,33 @@ from conftest import train_env
 pytestmark = pytest.mark.integration
 
 
-def _namespaces() -> str:
+def _in_namespace(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run `sh -c script` in a private user+mount namespace (skips where there is none)."""
     unshare = shutil.which("unshare")
     if unshare is None:
         pytest.skip("needs util-linux `unshare` for a private mount namespace")
     probe = subprocess.run([unshare, "-rm", "true"], capture_output=True, text=True)
     if probe.returncode != 0:
         pytest.skip(f"user+mount namespaces unavailable here: {probe.stderr.strip()}")
-    return unshare
+    return subprocess.run(
+        [unshare, "-rm", "sh", "-c", script],
+        cwd=tmp_path,
+        env=train_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _sums(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture
+def digits_params(tmp_path) -> Path:
+    params = tmp_path / "digits.yaml"
+    params.write_text("data: {source: digits}\n")
+    return params
 
 
 def _prepare(out: Path, params: Path) -> list[str]:
@@ -52,10 +67,9 @@ def earlier_output(tmp_path) -> Path:
     return good
 
 
-def test_full_disk_refuses_naming_the_path_and_keeps_the_earlier_output(earlier_output, tmp_path):
-    unshare = _namespaces()
-    params = tmp_path / "digits.yaml"
-    params.write_text("data: {source: digits}\n")
+def test_full_disk_refuses_naming_the_path_and_keeps_the_earlier_output(
+    earlier_output, digits_params, tmp_path
+):
     disk = tmp_path / "disk"
     disk.mkdir()
     out = disk / "prepared"
@@ -66,19 +80,12 @@ def test_full_disk_refuses_naming_the_path_and_keeps_the_earlier_output(earlier_
     cp -r {earlier_output} {out}
     free=$(df -k --output=avail {disk} | tail -1)
     dd if=/dev/zero of={disk}/filler bs=1k count=$((free - 60)) status=none
-    {" ".join(_prepare(out, params))} 2> {report}.stderr
+    {" ".join(_prepare(out, digits_params))} 2> {report}.stderr
     echo $? > {report}.rc
     ls -a {disk} {out} > {report}.ls
     sha256sum {out}/* > {report}.sums
     """
-    res = subprocess.run(
-        [unshare, "-rm", "sh", "-c", script],
-        cwd=tmp_path,
-        env=train_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    res = _in_namespace(script, tmp_path)
     assert res.returncode == 0, res.stderr
     stderr = Path(f"{report}.stderr").read_text()
     assert Path(f"{report}.rc").read_text().strip() == "2", stderr[-2000:]
@@ -93,25 +100,15 @@ def test_full_disk_refuses_naming_the_path_and_keeps_the_earlier_output(earlier_
 
 
 def test_read_only_output_refuses_naming_the_path_and_keeps_the_earlier_output(
-    earlier_output, tmp_path
+    earlier_output, digits_params, tmp_path
 ):
-    unshare = _namespaces()
-    params = tmp_path / "digits.yaml"
-    params.write_text("data: {source: digits}\n")
     folder = earlier_output.parent
     before = _sums(earlier_output)
     script = f"""
     mount --bind {folder} {folder} && mount -o remount,bind,ro {folder} || exit 90
-    exec {" ".join(_prepare(earlier_output, params))}
+    exec {" ".join(_prepare(earlier_output, digits_params))}
     """
-    res = subprocess.run(
-        [unshare, "-rm", "sh", "-c", script],
-        cwd=tmp_path,
-        env=train_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    res = _in_namespace(script, tmp_path)
     assert res.returncode == 2, res.stderr[-2000:]
     assert f"cannot write output {earlier_output}" in res.stderr
     assert "read-only file system" in res.stderr and "Traceback" not in res.stderr
