@@ -38,20 +38,36 @@ def build_trainer(
     gradient_clip_val: float | None = None,
     gradient_clip_algorithm: str = "norm",
     early_stopping: dict | None = None,
+    ema_decay: float | None = None,
     progress_bar: bool = False,
     callbacks: Sequence[L.Callback] = (),
 ) -> L.Trainer:
-    """A Trainer whose ModelCheckpoint keeps `last.ckpt` and `best.ckpt` (by `monitor`)."""
-    ckpt = ModelCheckpoint(
+    """A Trainer whose ModelCheckpoint keeps `last.ckpt` and `best.ckpt` (by `monitor`).
+
+    `ema_decay`: keep an exponential moving average of the weights, updated every optimizer
+    step; validation, checkpoints' `state_dict` and the weights after `fit` are the average
+    (the raw weights ride along in the checkpoint, so resume continues both).
+    """
+    best = ModelCheckpoint(
         dirpath=str(checkpoint_dir),
         filename="best",
         monitor=monitor,
         mode=mode,
         save_top_k=1,
-        save_last=True,
         enable_version_counter=False,
     )
-    cbs: list[L.Callback] = [*callbacks, ckpt]
+    # Since Lightning 2.6 `save_last=True` rewrites last.ckpt only when a top-k file is saved,
+    # so with a saturated monitor it froze at the best epoch and resume redid every epoch after
+    # it. A monitor-less checkpoint overwrites last.ckpt after every epoch instead.
+    last = ModelCheckpoint(
+        dirpath=str(checkpoint_dir), filename="last", save_top_k=1, enable_version_counter=False
+    )
+    cbs: list[L.Callback] = [*callbacks]
+    if ema_decay is not None:
+        from lightning.pytorch.callbacks import EMAWeightAveraging
+
+        cbs.append(EMAWeightAveraging(decay=ema_decay))
+    cbs += [best, last]  # `trainer.checkpoint_callback` is the first: best
     if early_stopping:
         cbs.append(EarlyStopping(monitor=monitor, mode=mode, **early_stopping))
     resolved = resolve_accelerator(accelerator)

@@ -85,12 +85,12 @@ class TaskModule(L.LightningModule):
         net = self.net
         return net.standardized(x) if self.hparams.task == "regression" else net(x)
 
-    def _loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _loss(self, out: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
         task, hp = self.hparams.task, self.hparams
         if task == "multiclass":
-            return F.cross_entropy(out, target, label_smoothing=hp.label_smoothing)
+            return F.cross_entropy(out, target, label_smoothing=smoothing)
         if task == "binary":
-            t = target.float() * (1 - hp.label_smoothing) + 0.5 * hp.label_smoothing
+            t = target.float() * (1 - smoothing) + 0.5 * smoothing
             return F.binary_cross_entropy_with_logits(out.squeeze(1), t)
         z = (target.float() - self.net.mean) / self.net.std
         kind = "mse" if hp.loss == "auto" else hp.loss
@@ -114,7 +114,10 @@ class TaskModule(L.LightningModule):
         else:
             x_in, target = x, y
         out = self._raw(x_in)
-        loss = self._loss(out, target)
+        # label smoothing regularizes training only: val/test loss is the plain negative
+        # log-likelihood, comparable across runs (and trials) with different smoothing
+        smoothing = self.hparams.label_smoothing if stage == "train" else 0.0
+        loss = self._loss(out, target, smoothing)
         if stage != "train":
             self._metrics(stage).update(self._predictions(out.detach().float()), y)
             self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(x))

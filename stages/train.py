@@ -121,6 +121,7 @@ def run(
         early_stopping=t.early_stopping.model_dump(exclude={"enabled"})
         if t.early_stopping.enabled
         else None,
+        ema_decay=t.ema.decay if t.ema.enabled else None,
         progress_bar=_progress_bar(t.progress_bar),
         callbacks=[*extra, *callbacks],
     )

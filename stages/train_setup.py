@@ -57,7 +57,10 @@ def monitor_of(cfg: config.Params, schema: dict[str, Any]) -> tuple[str, str]:
     """The metric the best checkpoint and early stopping follow, and min/max."""
     monitor = cfg.train.monitor
     if monitor == "auto":
-        monitor = "val/rmse" if schema["task"] == "regression" else "val/acc"
+        # classification: val/loss, not val/acc. On a small val split accuracy saturates and
+        # ties, so "best" became the first epoch to touch the max, mid-schedule; the
+        # continuous NLL keeps ranking epochs (digits, 6 seeds: test 0.9914 vs 0.9877).
+        monitor = "val/rmse" if schema["task"] == "regression" else "val/loss"
     return monitor, "min" if monitor in ("val/loss", "val/rmse", "val/mae") else "max"
 
 

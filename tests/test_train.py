@@ -165,3 +165,63 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(make_params, prepared, tm
     with pytest.raises(UserError, match=r"loss is nan at epoch 1.*Last good checkpoint kept"):
         train.run(cfg, schema, paths)
     assert last.read_bytes() == good
+
+
+def test_last_checkpoint_is_the_final_epoch_and_best_follows_the_monitor(
+    make_params, prepared, tmp_path
+):
+    """Lightning 2.6's `save_last` only rewrites last.ckpt when a new best is saved: a
+    constant monitor (lr ~ 0: nothing improves after epoch 0) would freeze it at epoch 0."""
+    src, schema = prepared("digits")
+    paths = _paths(tmp_path, src)
+    frozen = {"optimizer": {"lr": 1e-12}, "scheduler": {"name": "none"}, "max_epochs": 3}
+    train.run(_cfg(make_params, {"train": {**frozen, "monitor": "val/acc"}}), schema, paths)
+    last = torch.load(paths.checkpoints / "last.ckpt", weights_only=True)
+    best = torch.load(paths.checkpoints / "best.ckpt", weights_only=True)
+    assert (last["epoch"], best["epoch"]) == (2, 0)  # ties keep the first best
+
+
+def test_ema_weights_are_validated_checkpointed_and_shipped(make_params, prepared, tmp_path):
+    src, schema = prepared("digits")
+    paths = _paths(tmp_path, src)
+    cfg = _cfg(make_params, {"train": {"max_epochs": 2, "ema": {"enabled": True, "decay": 0.9}}})
+    train.run(cfg, schema, paths)
+    ckpt = torch.load(paths.checkpoints / "last.ckpt", weights_only=True)
+    averaged, raw = ckpt["state_dict"], ckpt["current_model_state"]  # both kept for resume
+    assert averaged.keys() == raw.keys()
+    assert any(not torch.equal(averaged[k], raw[k]) for k in averaged)
+    net, _ = load_network(paths.model)
+    best = torch.load(paths.checkpoints / "best.ckpt", weights_only=True)["state_dict"]
+    for name, value in net.state_dict().items():
+        assert torch.equal(value, best[f"net.{name}"])
+    # off: no averaging state, the checkpoint holds the trained weights only
+    plain = _paths(tmp_path, src, "plain")
+    train.run(_cfg(make_params, {"train": {"ema": {"enabled": False}}}), schema, plain)
+    assert "current_model_state" not in torch.load(plain.last, weights_only=True)
+
+
+def test_val_loss_is_plain_nll_whatever_the_label_smoothing():
+    from lightning_modules.module import TaskModule
+
+    def module(smoothing: float) -> TaskModule:
+        torch.manual_seed(0)
+        net = {"input_shape": [6], "n_outputs": 3, "width": 8, "depth": 1}
+        return TaskModule("mlp", net, "multiclass", 3, label_smoothing=smoothing)
+
+    x, y = torch.randn(32, 6), torch.randint(0, 3, (32,))
+    plain, smoothed = module(0.0), module(0.3)
+    plain.eval(), smoothed.eval()
+    nll = torch.nn.functional.cross_entropy(plain(x), y)
+    for m in (plain, smoothed):
+        logged = {}
+        m.log = lambda name, value, **kw: logged.__setitem__(name, value)  # noqa: B023
+        with torch.no_grad():
+            m.validation_step((x, y), 0)
+        assert torch.allclose(logged["val/loss"], nll)
+    logged = {}
+    smoothed.log = lambda name, value, **kw: logged.__setitem__(name, value)
+    with torch.no_grad():  # eval mode (no dropout), so the outputs are the same
+        train_loss = smoothed._step((x, y), "train")
+        expected = torch.nn.functional.cross_entropy(smoothed(x), y, label_smoothing=0.3)
+    assert torch.allclose(train_loss, expected)  # training still smooths
+    assert not torch.allclose(train_loss, nll)

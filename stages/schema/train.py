@@ -47,6 +47,16 @@ class EarlyStopping(Section):
     min_delta: float = Field(0.0, ge=0.0)
 
 
+class WeightEMA(Section):
+    """An exponential moving average of the weights (Lightning's EMAWeightAveraging).
+
+    Validation, checkpoints and the shipped model use the averaged weights.
+    """
+
+    enabled: bool = True
+    decay: float = Field(0.99, gt=0.0, lt=1.0, description="per optimizer step")
+
+
 class TrainParams(Section):
     max_epochs: int = Field(30, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -60,8 +70,9 @@ class TrainParams(Section):
     gradient_clip: GradientClip = GradientClip()
     mixup: BatchMix = BatchMix()
     cutmix: BatchMix = BatchMix(alpha=1.0)
-    monitor: str = Field("auto", description="auto = val/acc (classification), val/rmse")
+    monitor: str = Field("auto", description="auto = val/loss (classification), val/rmse")
     early_stopping: EarlyStopping = EarlyStopping()
+    ema: WeightEMA = WeightEMA()
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int = Field(1, ge=1)
     strategy: Literal["auto", "ddp", "ddp_spawn", "single_device"] = "auto"
