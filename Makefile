@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: repro test test-fast lint ui dashboard mlflow-server tune-worker bench dag clean-outputs setup
+.PHONY: repro test test-fast reliability lint ui dashboard mlflow-server tune-worker bench dag clean-outputs setup
 
 setup: $(STAMP)
 
@@ -27,6 +27,9 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+
+reliability: $(STAMP)  ## run the fault/load/bad-input/security tests, regenerate docs/reliability.md
+	$(BIN)/python scripts/reliability_doc.py --run
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

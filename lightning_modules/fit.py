@@ -64,9 +64,9 @@ def build_trainer(
     )
     cbs: list[L.Callback] = [*callbacks]
     if ema_decay is not None:
-        from lightning.pytorch.callbacks import EMAWeightAveraging
+        from lightning_modules.callbacks import WeightEMA
 
-        cbs.append(EMAWeightAveraging(decay=ema_decay))
+        cbs.append(WeightEMA(ema_decay))
     cbs += [best, last]  # `trainer.checkpoint_callback` is the first: best
     if early_stopping:
         cbs.append(EarlyStopping(monitor=monitor, mode=mode, **early_stopping))

@@ -153,3 +153,22 @@ def train_cli(shipped_params, tmp_path):
 def train_env(tmp_path: Path) -> dict[str, str]:
     """Run from tmp_path (MLflow's artifact root lands there), importing the repo's code."""
     return pipeline_env(tmp_path) | {"PYTHONPATH": str(REPO)}
+
+
+@pytest.fixture
+def reliability(request):
+    """Record a docs/reliability.md row for this test (see tests/reliability.py)."""
+    import reliability as rows
+
+    return rows.Recorder(request.node.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import reliability as rows
+
+    out = Path(os.environ.get("REPROLAB_RELIABILITY_DIR", REPO / "tests" / "out"))
+    path = rows.write(out)
+    if path is not None:
+        session.config.pluginmanager.get_plugin("terminalreporter").write_line(
+            f"reliability rows: {len(rows.ROWS)} -> {path}"
+        )

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import mlflow
@@ -96,7 +95,7 @@ SCRIPT = textwrap.dedent("""
         (signal.SIGKILL, -9, "RUNNING"),
     ],
 )
-def test_signals_end_runs_killed(tmp_path, sig, code, status):
+def test_signals_end_runs_killed(tmp_path, sig, code, status, reliability):
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}",
@@ -121,7 +120,16 @@ def test_signals_end_runs_killed(tmp_path, sig, code, status):
         client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
         assert tracking.close_orphaned_runs(client, run.info.experiment_id) == 1
         assert client.get_run(run.info.run_id).info.status == "KILLED"
-    time.sleep(0)
+    name = signal.Signals(sig).name
+    reliability.record(
+        "fault",
+        f"{name} to a running stage (its MLflow run open)",
+        f"exit {code}, no traceback; run {status}"
+        + ("; the next stage on the host closes it KILLED" if sig == signal.SIGKILL else ""),
+        before={"runs RUNNING": 1},
+        after={"exit": code, "run": status}
+        | ({"after next stage": "KILLED"} if sig == signal.SIGKILL else {}),
+    )
 
 
 @pytest.mark.parametrize(
@@ -140,10 +148,17 @@ def test_mask_secrets(text, masked):
     assert tracking.mask_secrets(text) == masked
 
 
-def test_passwords_never_reach_mlflow_params(make_params, mlflow_uri, caplog):
+def test_passwords_never_reach_mlflow_params(make_params, mlflow_uri, caplog, reliability):
     cfg = make_params({"mlflow": {"experiment": "pw"}})
     with tracking.stage_run("prepare", cfg, ("seed", "data")):
         tracking.log_params({"tune": {"storage": "postgresql://bob:hunter2@db/optuna"}})
     (run,) = _runs(mlflow_uri)
     assert run.data.params["tune.storage"] == "postgresql://bob:***@db/optuna"
     assert "hunter2" not in caplog.text
+    reliability.record(
+        "security",
+        "a storage URL with a password in params (`postgresql://bob:hunter2@db/optuna`)",
+        "masked in MLflow params and in log lines",
+        before={},
+        after={"MLflow param": run.data.params["tune.storage"], "in logs": False},
+    )

@@ -147,7 +147,9 @@ def test_tuned_overlay(shipped_params, tmp_path):
         load_params(params, tuned)
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(make_params, prepared, tmp_path):
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(
+    make_params, prepared, tmp_path, reliability
+):
     src, schema = prepared("digits")
     paths = _paths(tmp_path, src)
     fixed = {"scheduler": {"name": "none"}}  # a run-length schedule refuses a longer resume
@@ -165,6 +167,14 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(make_params, prepared, tm
     with pytest.raises(UserError, match=r"loss is nan at epoch 1.*Last good checkpoint kept"):
         train.run(cfg, schema, paths)
     assert last.read_bytes() == good
+    reliability.record(
+        "fault",
+        "NaN features (so NaN loss) in epoch 1 of a resumed `train`",
+        "stops at that epoch with a message naming the epoch, step and the fix; the last "
+        "good checkpoint kept",
+        before={"last.ckpt bytes": len(good)},
+        after={"last.ckpt unchanged": last.read_bytes() == good},
+    )
 
 
 def test_last_checkpoint_is_the_final_epoch_and_best_follows_the_monitor(

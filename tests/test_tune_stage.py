@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import mlflow
 import optuna
@@ -135,7 +136,7 @@ def _tune_until_mid_trial(repo, env, complete: int, stderr=subprocess.DEVNULL):
     return proc
 
 
-def test_kill_9_mid_trial_then_resume_keeps_every_complete_trial(repo_copy, tmp_path):
+def test_kill_9_mid_trial_then_resume_keeps_every_complete_trial(repo_copy, tmp_path, reliability):
     env = {**pipeline_env(tmp_path), "REPROLAB_FAULT_HANG": "2:1"}  # trial 2 blocks mid-run
     _write(repo_copy, {**TINY, "tune": {**TINY["tune"], "n_trials": 5, "pruner": "none"}})
     _dvc(repo_copy, env, "repro", "augment")
@@ -164,9 +165,18 @@ def test_kill_9_mid_trial_then_resume_keeps_every_complete_trial(repo_copy, tmp_
     (failed,) = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.FAIL]
     retry = [t for t in study.get_trials() if t.user_attrs.get("retry_of") == failed.number]
     assert len(retry) == 1 and retry[0].params == failed.params
+    reliability.record(
+        "fault",
+        "`kill -9` of `stages.tune` with trial 2 surely mid-run (failpoint "
+        "`REPROLAB_FAULT_HANG`), then `dvc repro tune`",
+        "every COMPLETE trial kept unchanged; the orphaned trial failed and retried once "
+        "with the same params; study reaches n_trials",
+        before={"COMPLETE": len(before), "RUNNING": 1},
+        after={k: v for k, v in sorted(states.items())} | {"retries": len(retry)},
+    )
 
 
-def test_nan_injected_in_a_trial_fails_it_and_the_study_goes_on(repo_copy, tmp_path):
+def test_nan_injected_in_a_trial_fails_it_and_the_study_goes_on(repo_copy, tmp_path, reliability):
     env = {**pipeline_env(tmp_path), "REPROLAB_FAULT_NAN": "1:2"}
     _write(repo_copy, {**TINY, "tune": {**TINY["tune"], "n_trials": 3}})
     _dvc(repo_copy, env, "repro", "tune")
@@ -184,6 +194,18 @@ def test_nan_injected_in_a_trial_fails_it_and_the_study_goes_on(repo_copy, tmp_p
     exp = client.get_experiment_by_name("tune-test")
     failed = client.search_runs([exp.experiment_id], "tags.trial_state = 'fail'")
     assert len(failed) == 1 and failed[0].info.status == "FAILED"
+    reliability.record(
+        "fault",
+        "NaN loss injected at step 2 of trial 1 (`REPROLAB_FAULT_NAN=1:2`)",
+        "that trial FAILED with its reason stored; the study goes on; best value is a number",
+        before={"trials": 0},
+        after={
+            "finished": metrics["finished"],
+            "FAIL": metrics["trials"]["fail"],
+            "best value": metrics["best_value"],
+            "MLflow trial runs FAILED": len(failed),
+        },
+    )
 
 
 def test_pruning_with_two_ddp_ranks_ends_without_a_hang(repo_copy, tmp_path):
@@ -259,7 +281,7 @@ def test_real_tracking_server_receives_nested_trials(repo_copy, tmp_path):
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_mid_trial_ends_runs_killed_and_resume_keeps_the_study(
-    repo_copy, tmp_path, sig, code
+    repo_copy, tmp_path, sig, code, reliability
 ):
     """Fault: SIGTERM/SIGINT to the tune stage while trial 1 is surely mid-run. Expected:
     exit 143/130, the stage run and the interrupted trial run KILLED (none RUNNING), the
@@ -291,3 +313,12 @@ def test_signal_mid_trial_ends_runs_killed_and_resume_keeps_the_study(
     assert states.get("COMPLETE", 0) + states.get("PRUNED", 0) == 3 and "RUNNING" not in states
     after = {t.number: t.params for t in study.get_trials() if t.state.name == "COMPLETE"}
     assert all(after[n] == p for n, p in before.items())
+    reliability.record(
+        "fault",
+        f"{signal.Signals(sig).name} to `stages.tune` with trial 1 surely mid-run, then "
+        "`dvc repro tune`",
+        f"exit {code}, no traceback; stage run and interrupted trial run KILLED, none "
+        "RUNNING; complete trials kept, the study finishes without re-running them",
+        before={"COMPLETE": len(before), "MLflow runs": dict(Counter(statuses))},
+        after={k: v for k, v in sorted(states.items())},
+    )

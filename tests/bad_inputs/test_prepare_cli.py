@@ -7,6 +7,7 @@ must work by conversion) are checked for their output.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -145,11 +146,19 @@ def _run(tmp: Path, case: Case):
 
 @pytest.mark.integration
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_prepare_cli(tmp_path, case):
+def test_prepare_cli(tmp_path, case, reliability):
     res = _run(tmp_path, case)
     if not case.expect:
         assert res.returncode == 0, res.stderr[-2000:]
         assert (tmp_path / "out" / "train.npz").exists()
+        schema = json.loads((tmp_path / "out" / "schema.json").read_text())
+        reliability.record(
+            "bad input",
+            f"prepare: {case.name}",
+            "accepted (converted / decoded)",
+            before={"outputs": 0},
+            after={"exit": 0, "rows": schema["rows"], "input": schema["input_shape"]},
+        )
         return
     assert res.returncode == 2, res.stderr[-2000:]
     assert "Traceback" not in res.stderr
@@ -158,3 +167,12 @@ def test_prepare_cli(tmp_path, case):
         assert fragment in err, res.stderr
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.tmp-*"))
     assert not (tmp_path / "mlflow.db").exists()  # no MLflow run, not even a store
+    said = next(line for line in res.stderr.splitlines() if case.expect[0] in line)
+    said = said.strip().replace(str(tmp_path), "<tmp>")
+    reliability.record(
+        "bad input",
+        f"prepare: {case.name}",
+        f"exit 2 before any compute: `{said[:150]}`",
+        before={"outputs": 0, "MLflow store": False},
+        after={"exit": res.returncode, "outputs": 0, "MLflow store": False},
+    )

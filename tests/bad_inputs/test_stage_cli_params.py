@@ -57,16 +57,24 @@ def _run(tmp: Path, stage: str, text: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize(("stage", "text", "expected"), CASES)
-def test_refused_before_any_run(tmp_path, stage, text, expected):
+def test_refused_before_any_run(tmp_path, stage, text, expected, reliability):
     res = _run(tmp_path, stage, text)
     assert res.returncode == 2, res.stderr[-2000:]
     assert "Traceback" not in res.stderr
     for fragment in expected:
         assert fragment in res.stderr, res.stderr[-2000:]
     assert not (tmp_path / "m.db").exists() and not (tmp_path / "mlruns").exists()
+    said = next(line for line in res.stderr.splitlines() if expected[-1] in line).strip()
+    reliability.record(
+        "bad input",
+        f"{stage}: `{' '.join(text.split())}`",
+        f"exit 2 before any compute: `{said[:150]}`",
+        before={"MLflow store": False},
+        after={"exit": res.returncode, "MLflow store": False, "trials": 0},
+    )
 
 
-def test_exponent_string_from_dvc_exp_is_accepted(tmp_path):
+def test_exponent_string_from_dvc_exp_is_accepted(tmp_path, reliability):
     """`dvc exp run -S train.optimizer.lr=1e-06` writes the string '1e-06'."""
     (tmp_path / "p.yaml").write_text("train:\n  optimizer: {lr: '1e-06'}\n")
     res = subprocess.run(
@@ -77,3 +85,10 @@ def test_exponent_string_from_dvc_exp_is_accepted(tmp_path):
         text=True,
     )
     assert res.returncode == 0, res.stderr
+    reliability.record(
+        "bad input",
+        "`train.optimizer.lr: '1e-06'` (a string, as `dvc exp run -S` writes it)",
+        "accepted as the float 1e-06",
+        before={},
+        after={"exit": res.returncode},
+    )

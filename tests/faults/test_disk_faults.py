@@ -68,7 +68,7 @@ def earlier_output(tmp_path) -> Path:
 
 
 def test_full_disk_refuses_naming_the_path_and_keeps_the_earlier_output(
-    earlier_output, digits_params, tmp_path
+    earlier_output, digits_params, tmp_path, reliability
 ):
     disk = tmp_path / "disk"
     disk.mkdir()
@@ -97,10 +97,21 @@ def test_full_disk_refuses_naming_the_path_and_keeps_the_earlier_output(
         for line in Path(f"{report}.sums").read_text().splitlines()
     }
     assert after == _sums(earlier_output)
+    reliability.record(
+        "fault",
+        "disk full while `stages.prepare` writes its output (1 MiB tmpfs, ~60 kB free)",
+        "exit 2: `cannot write output <path>: no space left on device`; no traceback",
+        before={"output files (sha256)": len(after)},
+        after={
+            "exit": 2,
+            "output files unchanged": f"{len(after)}/{len(after)}",
+            "temp dirs left": 0,
+        },
+    )
 
 
 def test_read_only_output_refuses_naming_the_path_and_keeps_the_earlier_output(
-    earlier_output, digits_params, tmp_path
+    earlier_output, digits_params, tmp_path, reliability
 ):
     folder = earlier_output.parent
     before = _sums(earlier_output)
@@ -114,3 +125,10 @@ def test_read_only_output_refuses_naming_the_path_and_keeps_the_earlier_output(
     assert "read-only file system" in res.stderr and "Traceback" not in res.stderr
     assert _sums(earlier_output) == before
     assert [p.name for p in folder.iterdir()] == ["prepared"]
+    reliability.record(
+        "fault",
+        "read-only output directory (ro bind mount) for `stages.prepare`",
+        "exit 2 naming the path and `read-only file system`; no traceback",
+        before={"output files (sha256)": len(before)},
+        after={"exit": res.returncode, "output files unchanged": f"{len(before)}/{len(before)}"},
+    )

@@ -79,7 +79,8 @@ def _status(repo: Path, env: dict) -> dict:
     return json.loads(res.stdout or "{}")
 
 
-def _lock_is_consistent(repo: Path, env: dict, killed: str) -> None:
+def _lock_is_consistent(repo: Path, env: dict, killed: str) -> int:
+    """Asserts the lock describes only complete outputs; returns how many stages it lists."""
     lock = yaml.safe_load((repo / "dvc.lock").read_text()) if (repo / "dvc.lock").exists() else {}
     stages = (lock or {}).get("stages", {})
     status = _status(repo, env)
@@ -88,18 +89,20 @@ def _lock_is_consistent(repo: Path, env: dict, killed: str) -> None:
             for out in stages[name].get("outs", []):
                 assert (repo / out["path"]).exists(), f"{name}: {out['path']} missing"
     assert killed in status or killed not in stages, f"killed {killed} reported up to date"
+    return len(stages)
 
 
-def test_kill_9_in_each_stage_then_rerun_completes(repo_copy, tmp_path):
+def test_kill_9_in_each_stage_then_rerun_completes(repo_copy, tmp_path, reliability):
     env = pipeline_env(tmp_path)
     write_params(repo_copy, TINY)
+    locked = [0]
     for stage in STAGES:
         proc = _start(repo_copy, env)
         _wait_for(proc, f" {stage} INFO ")  # the stage's own code is running
         time.sleep(0.3)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-        _lock_is_consistent(repo_copy, env, stage)
+        locked.append(_lock_is_consistent(repo_copy, env, stage))
 
     proc = _start(repo_copy, env)
     _wait_for(proc, "Running stage")
@@ -128,3 +131,24 @@ def test_kill_9_in_each_stage_then_rerun_completes(repo_copy, tmp_path):
     assert by_status.get("KILLED", 0) >= 1, by_status  # the killed stages' runs, closed
     finished = {r.data.tags.get("stage") for r in runs if r.info.status == "FINISHED"}
     assert set(STAGES) <= finished
+    for i, stage in enumerate(STAGES):
+        reliability.record(
+            "fault",
+            f"`kill -9` of `dvc repro` (dvc + stage process group) inside **{stage}**",
+            "`dvc.lock` valid YAML, lists only stages with complete outputs; "
+            f"{stage} not reported up to date",
+            before={"stages in dvc.lock": locked[i]},
+            after={"stages in dvc.lock": locked[i + 1], f"{stage} up to date": False},
+        )
+    reliability.record(
+        "fault",
+        "`dvc repro` again after the 7 kills, with a second `dvc repro` started meanwhile",
+        "second refused at once naming the busy lock and the fix; first completes; "
+        "`dvc status` clean; orphaned MLflow runs closed KILLED",
+        before={"stages in dvc.lock": locked[-1]},
+        after={
+            "stages in dvc.lock": len(lock["stages"]),
+            "second repro exit": second.returncode,
+            "MLflow runs": dict(sorted(by_status.items())),
+        },
+    )

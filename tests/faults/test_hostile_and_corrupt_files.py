@@ -42,7 +42,7 @@ def plant(path: Path, marker: Path) -> Path:
     return path
 
 
-def test_planted_payload_is_refused_and_never_runs(tmp_path):
+def test_planted_payload_is_refused_and_never_runs(tmp_path, reliability):
     marker = tmp_path / "pwned"
     evil = plant(tmp_path / "model.pt", marker)
     with pytest.raises(UnsafeFileError, match=r"model\.pt: refused to load.*posix\.system"):
@@ -50,6 +50,13 @@ def test_planted_payload_is_refused_and_never_runs(tmp_path):
     with pytest.raises(UnsafeFileError):
         load_checked(evil)
     assert not marker.exists()
+    reliability.record(
+        "security",
+        "a `model.pt` whose pickle runs `os.system` on load (planted payload)",
+        "UnsafeFileError naming the file and the forbidden global; the payload never runs",
+        before={"marker file": False},
+        after={"marker file": marker.exists(), "loaders refusing": 2},
+    )
 
 
 def test_truncated_and_empty_files_are_named_as_corrupt(tmp_path):
@@ -70,7 +77,7 @@ def _train_runs(tmp_path: Path) -> list:
     return [] if exp is None else client.search_runs([exp.experiment_id])
 
 
-def test_train_resume_refuses_a_planted_checkpoint(train_cli, tmp_path):
+def test_train_resume_refuses_a_planted_checkpoint(train_cli, tmp_path, reliability):
     marker = tmp_path / "pwned"
     cmd, out = train_cli("evil", {"train": {"resume": True}})
     plant(out / "checkpoints" / "last.ckpt", marker)
@@ -79,9 +86,21 @@ def test_train_resume_refuses_a_planted_checkpoint(train_cli, tmp_path):
     assert "last.ckpt: refused to load" in res.stderr and "Traceback" not in res.stderr
     assert not marker.exists() and _train_runs(tmp_path) == []
     assert not (out / "model.pt").exists()
+    reliability.record(
+        "security",
+        "planted malicious `last.ckpt`, then `train.resume: true`",
+        "exit 2 before any run: `last.ckpt: refused to load`; payload never runs",
+        before={"MLflow runs": 0, "marker file": False},
+        after={
+            "exit": res.returncode,
+            "MLflow runs": len(_train_runs(tmp_path)),
+            "marker file": marker.exists(),
+            "model.pt": False,
+        },
+    )
 
 
-def test_compress_refuses_a_planted_model_before_any_run(tmp_path):
+def test_compress_refuses_a_planted_model_before_any_run(tmp_path, reliability):
     marker = tmp_path / "pwned"
     evil = plant(tmp_path / "models" / "model.pt", marker)
     res = subprocess.run(
@@ -94,9 +113,16 @@ def test_compress_refuses_a_planted_model_before_any_run(tmp_path):
     assert res.returncode == 2, res.stderr[-2000:]
     assert "model.pt: refused to load" in res.stderr and "Traceback" not in res.stderr
     assert not marker.exists() and _train_runs(tmp_path) == []
+    reliability.record(
+        "security",
+        "planted malicious `models/model.pt` given to `stages.compress`",
+        "exit 2 before any MLflow run: `model.pt: refused to load`; payload never runs",
+        before={"MLflow runs": 0, "marker file": False},
+        after={"exit": res.returncode, "MLflow runs": 0, "marker file": marker.exists()},
+    )
 
 
-def test_truncated_last_ckpt_falls_back_to_best_never_to_scratch(train_cli, tmp_path):
+def test_truncated_last_ckpt_falls_back_to_best_never_to_scratch(train_cli, tmp_path, reliability):
     env = train_env(tmp_path)
     fixed = {"scheduler": {"name": "none"}}  # onecycle cannot be stretched to more epochs
     cmd, out = train_cli("cut", {"train": {"max_epochs": 3, **fixed}})
@@ -122,9 +148,31 @@ def test_truncated_last_ckpt_falls_back_to_best_never_to_scratch(train_cli, tmp_
     assert "no checkpoint in" in res.stderr and "train.resume: false" in res.stderr
     assert last.exists() and best.exists()  # nothing deleted, nothing restarted
     assert len(_train_runs(tmp_path)) == 1
+    reliability.record(
+        "fault",
+        "torn `last.ckpt` (cut to 1000 bytes), then `train.resume: true`",
+        f"warning names the file; resumes from `best.ckpt` (epoch {best_epoch}), the same "
+        "MLflow run continues to the end",
+        before={"epochs done": 3, "MLflow runs": 1},
+        after={"epochs done": 5, "MLflow runs": len(runs), "history rows": 5},
+    )
+    reliability.record(
+        "fault",
+        "both `last.ckpt` and `best.ckpt` torn, then `train.resume: true`",
+        "exit 2 naming both files and the fix (`train.resume: false`); nothing deleted, "
+        "never a silent restart from scratch",
+        before={"checkpoint files": 2, "MLflow runs": 1},
+        after={
+            "exit": res.returncode,
+            "checkpoint files": 2,
+            "MLflow runs": len(_train_runs(tmp_path)),
+        },
+    )
 
 
-def test_resume_with_another_length_under_a_whole_run_schedule_is_refused(train_cli, tmp_path):
+def test_resume_with_another_length_under_a_whole_run_schedule_is_refused(
+    train_cli, tmp_path, reliability
+):
     env = train_env(tmp_path)
     onecycle = {"scheduler": {"name": "onecycle"}}
     cmd, out = train_cli("len", {"train": {"max_epochs": 1, **onecycle}})
@@ -134,3 +182,10 @@ def test_resume_with_another_length_under_a_whole_run_schedule_is_refused(train_
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
     assert "train.max_epochs was 1 when this run started, now 2" in res.stderr
     assert len(_train_runs(tmp_path)) == 1
+    reliability.record(
+        "fault",
+        "`train.max_epochs` changed 1 -> 2 before a resume under onecycle",
+        "exit 2 naming the old and new value (the restored schedule would overrun)",
+        before={"MLflow runs": 1},
+        after={"exit": res.returncode, "MLflow runs": len(_train_runs(tmp_path))},
+    )
