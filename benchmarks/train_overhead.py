@@ -36,10 +36,12 @@ from stages.train import Paths, run  # noqa: E402
 from stages.train_setup import module_args  # noqa: E402
 
 
-def params(epochs: int | None, threads: int) -> config.Params:
+def params(epochs: int | None, threads: int, ema: bool = True) -> config.Params:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     train = raw.setdefault("train", {})
     train |= {"threads": threads, "progress_bar": "off", "use_tuned": False, "resume": False}
+    if not ema:
+        train.setdefault("ema", {})["enabled"] = False
     if epochs:
         train["max_epochs"] = epochs
     return config.validate(raw, ROOT / "params.yaml")
@@ -195,12 +197,14 @@ def main() -> None:
     schema = json.loads((ROOT / "data/prepared/schema.json").read_text())
     cfg = params(a.epochs, a.threads)
     data = io.load_npz(ROOT / "data/augmented/train.npz", "X", "y")
-    plain, ours, bare = [], [], []
+    no_ema = params(a.epochs, a.threads, ema=False)
+    plain, ours, bare, ours_no_ema = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(a.repeats):
             plain += plain_loop(cfg, schema, data, a.epochs)[1:]
             ours += reprolab_loop(cfg, schema, Path(tmp) / f"r{r}")[0][1:]
             bare += lightning_minimal_loop(cfg, schema, data, Path(tmp) / f"m{r}")[1:]
+            ours_no_ema += reprolab_loop(no_ema, schema, Path(tmp) / f"n{r}")[0][1:]
         p, o, b = statistics.median(plain), statistics.median(ours), statistics.median(bare)
         print(
             f"model={cfg.model.arch} width={cfg.model.width} depth={cfg.model.depth} "
@@ -214,6 +218,11 @@ def main() -> None:
             f"bare_lightning={b:.4f}s ratio={b / p:.3f}: Lightning's own share; reprolab "
             f"over bare Lightning {o / b:.3f}. Fastest epochs: plain={min(plain):.4f}s "
             f"bare={min(bare):.4f}s reprolab={min(ours):.4f}s ratio={min(ours) / min(plain):.3f}"
+        )
+        n = statistics.median(ours_no_ema)
+        print(
+            f"reprolab with train.ema off={n:.4f}s ratio={n / p:.3f} (fastest "
+            f"{min(ours_no_ema) / min(plain):.3f}); the EMA's own cost {o / n:.3f}"
         )
         print(f"startup process_start->first_step={startup(Path(tmp), a.threads):.2f}s")
         if a.full:

@@ -39,6 +39,7 @@ def build_trainer(
     gradient_clip_algorithm: str = "norm",
     early_stopping: dict | None = None,
     ema_decay: float | None = None,
+    ema_every: int = 1,
     progress_bar: bool = False,
     callbacks: Sequence[L.Callback] = (),
 ) -> L.Trainer:
@@ -66,7 +67,7 @@ def build_trainer(
     if ema_decay is not None:
         from lightning_modules.callbacks import WeightEMA
 
-        cbs.append(WeightEMA(ema_decay))
+        cbs.append(WeightEMA(ema_decay, ema_every))
     cbs += [best, last]  # `trainer.checkpoint_callback` is the first: best
     if early_stopping:
         cbs.append(EarlyStopping(monitor=monitor, mode=mode, **early_stopping))

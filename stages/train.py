@@ -122,6 +122,7 @@ def run(
         if t.early_stopping.enabled
         else None,
         ema_decay=t.ema.decay if t.ema.enabled else None,
+        ema_every=t.ema.every_n_steps,
         progress_bar=_progress_bar(t.progress_bar),
         callbacks=[*extra, *callbacks],
     )

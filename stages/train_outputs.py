@@ -23,9 +23,13 @@ def write_outputs(
 
     from lightning_modules.networks import build_network
     from lightning_modules.serialization import package, save_network
+    from stages.train_setup import shipped_checkpoint
 
+    shipped = shipped_checkpoint(cfg)
     best = Path(trainer.checkpoint_callback.best_model_path or paths.last)
-    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    chosen = best if shipped == "best" else paths.last
+    ckpt = torch.load(chosen, map_location="cpu", weights_only=True)
+    state = ckpt["state_dict"]
     net = build_network(args["arch"], **args["net_kwargs"])
     net.load_state_dict(
         {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
@@ -42,9 +46,13 @@ def write_outputs(
     with io.atomic_file(paths.model) as tmp:
         save_network(tmp, payload)
     with io.atomic_file(paths.ckpt) as tmp:
-        tmp.write_bytes(best.read_bytes())
+        tmp.write_bytes(chosen.read_bytes())
     write_history(paths.history, rows)
-    metrics = summarize(rows, monitor, mode, trainer, started) | {"startup_seconds": startup}
+    metrics = summarize(rows, monitor, mode, trainer, started) | {
+        "shipped": shipped,
+        "shipped_epoch": int(ckpt["epoch"]),
+        "startup_seconds": startup,
+    }
     io.write_json(paths.metrics, metrics)
     log.info(" ".join(f"{k}={v}" for k, v in metrics.items()))
     return metrics

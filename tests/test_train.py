@@ -189,6 +189,15 @@ def test_last_checkpoint_is_the_final_epoch_and_best_follows_the_monitor(
     last = torch.load(paths.checkpoints / "last.ckpt", weights_only=True)
     best = torch.load(paths.checkpoints / "best.ckpt", weights_only=True)
     assert (last["epoch"], best["epoch"]) == (2, 0)  # ties keep the first best
+    shipped = torch.load(paths.ckpt, weights_only=True)
+    assert shipped["epoch"] == 2 and json.loads(paths.metrics.read_text())["shipped_epoch"] == 2
+    # ship: best -> model.ckpt / model.pt come from best.ckpt
+    train.run(
+        _cfg(make_params, {"train": {**frozen, "monitor": "val/acc", "ship": "best"}}),
+        schema,
+        paths,
+    )
+    assert torch.load(paths.ckpt, weights_only=True)["epoch"] == 0
 
 
 def test_ema_weights_are_validated_checkpointed_and_shipped(make_params, prepared, tmp_path):
@@ -200,10 +209,10 @@ def test_ema_weights_are_validated_checkpointed_and_shipped(make_params, prepare
     averaged, raw = ckpt["state_dict"], ckpt["current_model_state"]  # both kept for resume
     assert averaged.keys() == raw.keys()
     assert any(not torch.equal(averaged[k], raw[k]) for k in averaged)
-    net, _ = load_network(paths.model)
-    best = torch.load(paths.checkpoints / "best.ckpt", weights_only=True)["state_dict"]
+    net, _ = load_network(paths.model)  # ship: auto without early stopping = last
     for name, value in net.state_dict().items():
-        assert torch.equal(value, best[f"net.{name}"])
+        assert torch.equal(value, averaged[f"net.{name}"])
+    assert json.loads(paths.metrics.read_text())["shipped"] == "last"
     # off: no averaging state, the checkpoint holds the trained weights only
     plain = _paths(tmp_path, src, "plain")
     train.run(_cfg(make_params, {"train": {"ema": {"enabled": False}}}), schema, plain)

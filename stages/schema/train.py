@@ -55,6 +55,9 @@ class WeightEMA(Section):
 
     enabled: bool = True
     decay: float = Field(0.99, gt=0.0, lt=1.0, description="per optimizer step")
+    every_n_steps: int = Field(
+        4, ge=1, description="update every n steps with decay**n: same horizon, 1/n the cost"
+    )
 
 
 class TrainParams(Section):
@@ -73,6 +76,9 @@ class TrainParams(Section):
     monitor: str = Field("auto", description="auto = val/loss (classification), val/rmse")
     early_stopping: EarlyStopping = EarlyStopping()
     ema: WeightEMA = WeightEMA()
+    ship: Literal["auto", "best", "last"] = Field(
+        "auto", description="checkpoint that becomes model.pt; auto = best with early stopping"
+    )
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int = Field(1, ge=1)
     strategy: Literal["auto", "ddp", "ddp_spawn", "single_device"] = "auto"

@@ -115,6 +115,9 @@ def make_train_trial(
 
     def train_trial(trial_cfg: config.Params, trial: optuna.Trial, run) -> list[float]:
         trial_cfg = _in_process_ddp(trial_cfg)
+        # a trial's value is its best epoch by the study's metric: its monitor follows it
+        train_cfg = trial_cfg.train.model_copy(update={"monitor": metric})
+        trial_cfg = trial_cfg.model_copy(update={"train": train_cfg})
         handle = TrialHandle(
             study_name, trial._trial_id, cfg.tune, str(journal), schema["task"], _trial=trial
         )
