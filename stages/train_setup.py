@@ -54,7 +54,7 @@ def task_of(schema: dict[str, Any]) -> str:
 
 
 def shipped_checkpoint(cfg: config.Params) -> str:
-    """"best" or "last": which checkpoint becomes model.pt.
+    """ "best" or "last": which checkpoint becomes model.pt.
 
     auto: with early stopping the run ends `patience` epochs past its best, so best; else
     last, the end of the (annealed, weight-averaged) schedule. On a small val split "best"
