@@ -33,7 +33,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_study(
-    work: Path, data: Path, seed: int, sampler: str, pruner: str, trials: int, epochs: int
+    work: Path,
+    data: Path,
+    seed: int,
+    sampler: str,
+    pruner: str,
+    trials: int,
+    epochs: int,
+    metric: str | None = None,
 ) -> dict:
     case = work / f"{sampler}-{pruner}-{seed}"
     case.mkdir()
@@ -42,6 +49,8 @@ def run_study(
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["seed"] = seed
     raw["tune"].update(sampler=sampler, pruner=pruner, n_trials=trials, max_epochs=epochs)
+    if metric:
+        raw["tune"]["metric"] = metric
     raw["mlflow"]["experiment"] = "bench"
     (case / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     env = {
@@ -74,6 +83,8 @@ def _trial_costs(case: Path, env: dict) -> dict:
     (summary,) = optuna.get_all_study_summaries(storage)
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    best_run = study.best_trial.user_attrs["mlflow_run_id"]
+    best_acc = max(m.value for m in client.get_metric_history(best_run, "val/acc"))
     epochs, inside, total = 0, 0.0, 0.0
     for t in study.get_trials():
         if t.datetime_complete is None or "mlflow_run_id" not in t.user_attrs:
@@ -84,7 +95,12 @@ def _trial_costs(case: Path, env: dict) -> dict:
         epochs += len(train)
         inside += sum(m.value for m in train) + sum(m.value for m in val)
         total += (t.datetime_complete - t.datetime_start).total_seconds()
-    return {"epochs": epochs, "loop_seconds": inside, "trial_seconds": total}
+    return {
+        "epochs": epochs,
+        "loop_seconds": inside,
+        "trial_seconds": total,
+        "best_acc": best_acc,
+    }
 
 
 def main() -> None:
@@ -92,6 +108,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--metric", default=None, help="tune.metric (default: params.yaml's)")
     ap.add_argument(
         "--configs",
         default="tpe/none,random/none,tpe/hyperband",
@@ -121,10 +138,13 @@ def main() -> None:
         results: dict[str, list[dict]] = {}
         for seed in range(args.seeds):
             for sampler, pruner in configs:
-                r = run_study(work, data, seed, sampler, pruner, args.trials, args.epochs)
+                r = run_study(
+                    work, data, seed, sampler, pruner, args.trials, args.epochs, args.metric
+                )
                 results.setdefault(f"{sampler}/{pruner}", []).append(r)
                 print(
                     f"seed={seed} {sampler}/{pruner}: best={r['best']:.4f} "
+                    f"best_trial_val_acc={r['best_acc']:.4f} "
                     f"epochs={r['epochs']} wall={r['wall']:.0f}s",
                     flush=True,
                 )
@@ -137,17 +157,19 @@ def report(results: dict[str, list[dict]], args) -> None:
         f"digits, default search space, {args.trials} trials x {args.epochs} epochs, "
         f"{args.seeds} seeds"
     )
+    metric = args.metric or "tune.metric"
     print(
-        "| sampler/pruner | median best val/acc | min..max | total epochs (sum) | "
-        "wall s (sum) | overhead share of trial time |"
+        f"| sampler/pruner | median best ({metric}) | min..max | median best trial's val/acc "
+        "| total epochs (sum) | wall s (sum) | overhead share of trial time |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for key, rows in results.items():
         bests = [r["best"] for r in rows]
         trial_s = sum(r["trial_seconds"] for r in rows)
         overhead = 1 - sum(r["loop_seconds"] for r in rows) / trial_s
         print(
             f"| {key} | {statistics.median(bests):.4f} | {min(bests):.4f}..{max(bests):.4f} "
+            f"| {statistics.median(r['best_acc'] for r in rows):.4f} "
             f"| {sum(r['epochs'] for r in rows)} | {sum(r['wall'] for r in rows):.0f} | "
             f"{overhead:.1%} |"
         )
@@ -156,7 +178,13 @@ def report(results: dict[str, list[dict]], args) -> None:
     none, hb = results["tpe/none"], results["tpe/hyperband"]
     saved = 1 - sum(r["epochs"] for r in hb) / sum(r["epochs"] for r in none)
     delta = statistics.median(r["best"] for r in hb) - statistics.median(r["best"] for r in none)
-    print(f"\nhyperband vs none: {saved:.0%} fewer epochs, median best {delta * 100:+.2f} pt")
+    acc = statistics.median(r["best_acc"] for r in hb) - statistics.median(
+        r["best_acc"] for r in none
+    )
+    print(
+        f"\nhyperband vs none: {saved:.0%} fewer epochs, median best {metric} {delta:+.4f}, "
+        f"median best trial's val/acc {acc * 100:+.2f} pt"
+    )
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ def run(
     resume: ResumePoint | None = None,
     sink=None,
     callbacks=(),
+    checkpoints: bool = True,
 ) -> dict[str, Any]:
     """Train, checkpoint and write the stage's outputs.
 
@@ -72,6 +73,8 @@ def run(
             which the CLI resolves before opening its MLflow run); None: resolved here.
         sink: `sink(epoch, metrics)`, called on rank 0 after every epoch (MLflow).
         callbacks: extra Lightning callbacks (e.g. an Optuna pruning callback).
+        checkpoints: False = no checkpoint files (tuning trials); model.pt then holds the
+            weights at the end of fit, and there is no model.ckpt.
 
     Returns:
         metrics/train.json's content (empty on ranks other than 0).
@@ -105,7 +108,7 @@ def run(
     if t.log_per_step and sink is not None:
         extra.append(StepLoss(sink, t.log_every_n_steps))
     trainer = build_trainer(
-        paths.checkpoints,
+        paths.checkpoints if checkpoints else None,
         monitor,
         mode,
         t.max_epochs,
@@ -154,6 +157,7 @@ def run(
         run_id,
         started,
         startup=history.startup_seconds,
+        module=None if checkpoints else module,
     )
 
 

@@ -16,19 +16,38 @@ log = logging.getLogger("reprolab.train")
 
 
 def write_outputs(
-    cfg, schema, paths, args, rows, monitor, mode, trainer, run_id, started, startup=None
+    cfg,
+    schema,
+    paths,
+    args,
+    rows,
+    monitor,
+    mode,
+    trainer,
+    run_id,
+    started,
+    startup=None,
+    module=None,
 ):
-    """Write models/model.{ckpt,pt}, metrics/train.json and plots/train_history.csv."""
+    """Write models/model.{ckpt,pt}, metrics/train.json and plots/train_history.csv.
+
+    `module`: a run without checkpoint files; model.pt takes its weights as fit left them
+    (no model.ckpt).
+    """
     import torch
 
     from lightning_modules.networks import build_network
     from lightning_modules.serialization import package, save_network
     from stages.train_setup import shipped_checkpoint
 
-    shipped = shipped_checkpoint(cfg)
-    best = Path(trainer.checkpoint_callback.best_model_path or paths.last)
-    chosen = best if shipped == "best" else paths.last
-    ckpt = torch.load(chosen, map_location="cpu", weights_only=True)
+    if module is not None:
+        shipped, chosen = "end of fit", None
+        ckpt = {"epoch": trainer.current_epoch - 1, "state_dict": module.state_dict()}
+    else:
+        shipped = shipped_checkpoint(cfg)
+        best = Path(trainer.checkpoint_callback.best_model_path or paths.last)
+        chosen = best if shipped == "best" else paths.last
+        ckpt = torch.load(chosen, map_location="cpu", weights_only=True)
     state = ckpt["state_dict"]
     net = build_network(args["arch"], **args["net_kwargs"])
     net.load_state_dict(
@@ -45,8 +64,9 @@ def write_outputs(
     )
     with io.atomic_file(paths.model) as tmp:
         save_network(tmp, payload)
-    with io.atomic_file(paths.ckpt) as tmp:
-        tmp.write_bytes(chosen.read_bytes())
+    if chosen is not None:
+        with io.atomic_file(paths.ckpt) as tmp:
+            tmp.write_bytes(chosen.read_bytes())
     write_history(paths.history, rows)
     metrics = summarize(rows, monitor, mode, trainer, started) | {
         "shipped": shipped,

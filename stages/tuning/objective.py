@@ -140,6 +140,7 @@ def make_train_trial(
                     paths,
                     callbacks=[pruning, *_fault_callbacks(trial.number)],
                     sink=EpochSink(run.client.tracking_uri, run.run_id),
+                    checkpoints=False,  # a trial is retried, never resumed
                 )
             except config.ConfigError as exc:
                 raise TrialFault(f"incompatible sampled params: {exc}") from None
