@@ -172,3 +172,18 @@ def pytest_sessionfinish(session, exitstatus):
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
             f"reliability rows: {len(rows.ROWS)} -> {path}"
         )
+
+
+def pytest_configure(config):
+    """Children of the suite get SIGINT's default action, whatever started pytest.
+
+    Several tests send SIGINT to stage processes (Ctrl-C). A shell without job control
+    starts background jobs with SIGINT ignored, and an ignored signal stays ignored across
+    exec, so under `cmd &` in a script those children never saw it. A handled signal is
+    reset to the default in an exec'd child: handling it here restores what a terminal
+    gives.
+    """
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
