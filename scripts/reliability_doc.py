@@ -6,7 +6,7 @@ markers (the prose around them is kept).
     python scripts/reliability_doc.py --rows tests/out/reliability.json   # render only
 
 `--run` runs each test file that asks for the `reliability` fixture (real subprocesses,
-signals, dvc, MLflow: about 8 minutes on 2 cores; PostgreSQL rows need
+signals, dvc, MLflow: about 13 minutes on 2 cores; PostgreSQL rows need
 REPROLAB_POSTGRES_URL). Rows exist only for checks that passed; a failing test fails the
 command and the document is left as it was.
 """
@@ -49,9 +49,9 @@ def render(doc: dict[str, Any]) -> str:
     """Markdown tables, one per kind, in the order the tests ran."""
     rows = doc["rows"]
     out = [
-        f"Generated {doc['generated']} on {doc['machine']} (Python {doc['python']}) by "
-        f"`python scripts/reliability_doc.py --run`: {len(rows)} rows, each written by the "
-        "test named in it after its assertions passed.",
+        f"Recorded {doc['generated']} on {doc['machine']} (Python {doc['python']}) by the "
+        f"test suite: {len(rows)} rows, each written by the test named in it after its "
+        "assertions passed. Regenerate with `make reliability`.",
     ]
     for kind, title in SECTIONS:
         mine = [r for r in rows if r["kind"] == kind]
