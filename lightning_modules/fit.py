@@ -48,25 +48,28 @@ def build_trainer(
     `checkpoint_dir=None`: no checkpoint files at all (tuning trials, which are retried
     from scratch, never resumed: saving two files per epoch cost ~4% of a trial).
 
-    `ema_decay`: keep an exponential moving average of the weights, updated every optimizer
-    step; validation, checkpoints' `state_dict` and the weights after `fit` are the average
-    (the raw weights ride along in the checkpoint, so resume continues both).
+    `ema_decay`: keep an exponential moving average of the weights, updated every
+    `ema_every` optimizer steps (`WeightEMA`); validation, checkpoints' `state_dict` and the
+    weights after `fit` are the average (the raw weights ride along in the checkpoint, so
+    resume continues both).
     """
-    best = ModelCheckpoint(
-        dirpath=str(checkpoint_dir),
-        filename="best",
-        monitor=monitor,
-        mode=mode,
-        save_top_k=1,
-        enable_version_counter=False,
-    )
-    # Since Lightning 2.6 `save_last=True` rewrites last.ckpt only when a top-k file is saved,
-    # so with a saturated monitor it froze at the best epoch and resume redid every epoch after
-    # it. A monitor-less checkpoint overwrites last.ckpt after every epoch instead.
-    last = ModelCheckpoint(
-        dirpath=str(checkpoint_dir), filename="last", save_top_k=1, enable_version_counter=False
-    )
-    checkpoints = [best, last] if checkpoint_dir is not None else []
+    checkpoints: list[L.Callback] = []
+    if checkpoint_dir is not None:
+        best = ModelCheckpoint(
+            dirpath=str(checkpoint_dir),
+            filename="best",
+            monitor=monitor,
+            mode=mode,
+            save_top_k=1,
+            enable_version_counter=False,
+        )
+        # Since Lightning 2.6 `save_last=True` rewrites last.ckpt only when a top-k file is
+        # saved, so with a saturated monitor it froze at the best epoch and resume redid every
+        # epoch after it. A monitor-less checkpoint overwrites last.ckpt every epoch instead.
+        last = ModelCheckpoint(
+            dirpath=str(checkpoint_dir), filename="last", save_top_k=1, enable_version_counter=False
+        )
+        checkpoints = [best, last]
     cbs: list[L.Callback] = [*callbacks]
     if ema_decay is not None:
         from lightning_modules.callbacks import WeightEMA

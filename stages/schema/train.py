@@ -48,7 +48,7 @@ class EarlyStopping(Section):
 
 
 class WeightEMA(Section):
-    """An exponential moving average of the weights (Lightning's EMAWeightAveraging).
+    """An exponential moving average of the weights (`lightning_modules.callbacks.WeightEMA`).
 
     Validation, checkpoints and the shipped model use the averaged weights.
     """
