@@ -44,13 +44,7 @@ def main() -> int:
         train.run(
             cfg,
             schema,
-            train.Paths(
-                checkpoints=w / "ckpt",
-                ckpt=w / "model.ckpt",
-                model=w / "model.pt",
-                metrics=w / "train.json",
-                history=w / "history.csv",
-            ),
+            train.Paths.under(w, Path("data/prepared"), Path("data/augmented")),
         )
         paths = compress.Paths(
             model=w / "model.pt",

@@ -36,10 +36,20 @@ from stages.train import Paths, run  # noqa: E402
 from stages.train_setup import module_args  # noqa: E402
 
 
-def params(epochs: int | None, threads: int, ema: bool = True) -> config.Params:
+def params(
+    epochs: int | None,
+    threads: int,
+    ema: bool = True,
+    accelerator: str = "cpu",
+    precision: str = "32",
+    overrides: dict | None = None,
+) -> config.Params:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     train = raw.setdefault("train", {})
     train |= {"threads": threads, "progress_bar": "off", "use_tuned": False, "resume": False}
+    train |= {"accelerator": accelerator, "precision": precision}
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update(values)
     if not ema:
         train.setdefault("ema", {})["enabled"] = False
     if epochs:
@@ -48,14 +58,24 @@ def params(epochs: int | None, threads: int, ema: bool = True) -> config.Params:
 
 
 def plain_loop(cfg: config.Params, schema: dict, data: dict, epochs: int) -> list[float]:
-    """The loop a person would write by hand; returns seconds per epoch."""
+    """The loop a person would write by hand; returns seconds per epoch.
+
+    On CUDA the data sits on the GPU (as reprolab's DataModule keeps it), `bf16-mixed` runs
+    the forward pass under autocast, and each epoch's time waits for the queued kernels.
+    """
+    from lightning_modules.fit import resolve_accelerator
     from lightning_modules.networks import build_network
     from lightning_modules.optim import build_optimizer, build_scheduler
 
+    device = torch.device(resolve_accelerator(cfg.train.accelerator))
+    if cfg.train.precision not in ("32", "bf16-mixed"):
+        raise SystemExit(f"plain loop: precision {cfg.train.precision!r} not supported here")
+    autocast = torch.autocast(device.type, torch.bfloat16, cfg.train.precision == "bf16-mixed")
     torch.manual_seed(cfg.seed)
     args = module_args(cfg, schema)
-    net = build_network(args["arch"], **args["net_kwargs"])
-    X, y = torch.from_numpy(data["X"]), torch.from_numpy(data["y"])
+    net = build_network(args["arch"], **args["net_kwargs"]).to(device)
+    X = torch.from_numpy(data["X"]).float().to(device)
+    y = torch.from_numpy(data["y"]).to(device)
     bs = cfg.train.batch_size
     steps = -(-len(X) // bs)
     opt = build_optimizer(net.parameters(), **args["optimizer"])
@@ -68,14 +88,17 @@ def plain_loop(cfg: config.Params, schema: dict, data: dict, epochs: int) -> lis
     for _ in range(epochs):
         t0 = time.perf_counter()
         net.train()
-        order = torch.randperm(len(X), generator=gen)
+        order = torch.randperm(len(X), generator=gen).to(device)
         for i in range(steps):
             idx = order[i * bs : (i + 1) * bs]
-            loss = loss_fn(net(X[idx]), y[idx])
+            with autocast:
+                loss = loss_fn(net(X[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     return times
 
@@ -116,7 +139,14 @@ def lightning_minimal_loop(cfg: config.Params, schema: dict, data: dict, tmp: Pa
     L.seed_everything(cfg.seed, verbose=False)
     history = History()
     trainer = build_trainer(
-        tmp, None, "max", epochs, accelerator="cpu", deterministic=True, callbacks=[history]
+        tmp,
+        None,
+        "max",
+        epochs,
+        accelerator=cfg.train.accelerator,
+        precision=cfg.train.precision,
+        deterministic=True,
+        callbacks=[history],
     )
     val = io.load_npz(ROOT / "data/prepared/val.npz", "X", "y")
     dm = TensorDataModule(
@@ -127,15 +157,7 @@ def lightning_minimal_loop(cfg: config.Params, schema: dict, data: dict, tmp: Pa
 
 
 def reprolab_loop(cfg, schema, tmp: Path) -> tuple[list[float], dict]:
-    paths = Paths(
-        prepared=ROOT / "data/prepared",
-        augmented=ROOT / "data/augmented",
-        checkpoints=tmp / "ckpt",
-        ckpt=tmp / "model.ckpt",
-        model=tmp / "model.pt",
-        metrics=tmp / "train.json",
-        history=tmp / "history.csv",
-    )
+    paths = Paths.under(tmp, ROOT / "data/prepared", ROOT / "data/augmented")
     metrics = run(cfg, schema, paths)
     import csv
 
@@ -186,18 +208,36 @@ def test_accuracy(paths: Paths) -> float:
     return float((predict(net, meta, test["X"]).argmax(1) == test["y"]).mean())
 
 
+def profile(cfg, schema, tmp: Path, out: Path) -> None:
+    """Where reprolab's time goes: the top functions by own time over one run."""
+    import cProfile
+    import io as _io
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.runcall(reprolab_loop, cfg, schema, tmp)
+    text = _io.StringIO()
+    stats = pstats.Stats(prof, stream=text).sort_stats("tottime")
+    stats.print_stats(40)
+    stats.sort_stats("cumulative").print_stats(60)
+    out.write_text(text.getvalue())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--full", action="store_true", help="also train the defaults end to end")
+    ap.add_argument("--accelerator", default="cpu", help="cpu | cuda (all contenders alike)")
+    ap.add_argument("--no-startup", action="store_true", help="skip the start-up subprocess")
+    ap.add_argument("--profile", metavar="FILE", help="also cProfile one reprolab run into FILE")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     schema = json.loads((ROOT / "data/prepared/schema.json").read_text())
-    cfg = params(a.epochs, a.threads)
+    cfg = params(a.epochs, a.threads, accelerator=a.accelerator)
     data = io.load_npz(ROOT / "data/augmented/train.npz", "X", "y")
-    no_ema = params(a.epochs, a.threads, ema=False)
+    no_ema = params(a.epochs, a.threads, ema=False, accelerator=a.accelerator)
     plain, ours, bare, ours_no_ema = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(a.repeats):
@@ -208,7 +248,8 @@ def main() -> None:
         p, o, b = statistics.median(plain), statistics.median(ours), statistics.median(bare)
         print(
             f"model={cfg.model.arch} width={cfg.model.width} depth={cfg.model.depth} "
-            f"batch={cfg.train.batch_size} rows={len(data['y'])} threads={a.threads}"
+            f"batch={cfg.train.batch_size} rows={len(data['y'])} threads={a.threads} "
+            f"accelerator={a.accelerator}"
         )
         print(
             f"epoch_time plain_pytorch={p:.4f}s reprolab={o:.4f}s ratio={o / p:.3f} "
@@ -224,10 +265,14 @@ def main() -> None:
             f"reprolab with train.ema off={n:.4f}s ratio={n / p:.3f} (fastest "
             f"{min(ours_no_ema) / min(plain):.3f}); the EMA's own cost {o / n:.3f}"
         )
-        print(f"startup process_start->first_step={startup(Path(tmp), a.threads):.2f}s")
+        if a.profile:
+            profile(cfg, schema, Path(tmp) / "profiled", Path(a.profile))
+        if not a.no_startup:
+            print(f"startup process_start->first_step={startup(Path(tmp), a.threads):.2f}s")
         if a.full:
             t0 = time.perf_counter()
-            _, out = reprolab_loop(params(None, a.threads), schema, Path(tmp) / "full")
+            full = params(None, a.threads, accelerator=a.accelerator)
+            _, out = reprolab_loop(full, schema, Path(tmp) / "full")
             wall = time.perf_counter() - t0
             print(
                 f"default_params epochs={out['metrics']['epochs']} fit_wall={wall:.1f}s "

@@ -107,6 +107,15 @@ class TaskModule(L.LightningModule):
             return torch.stack([1 - p, p], dim=1)
         return out.squeeze(1) * self.net.std + self.net.mean
 
+    def _train_predictions(self, out: torch.Tensor) -> torch.Tensor:
+        """Class ids (argmax of the logits: no softmax needed), or regression values."""
+        task = self.hparams.task
+        if task == "multiclass":
+            return out.argmax(dim=1)
+        if task == "binary":
+            return (out.squeeze(1) > 0).long()
+        return self._predictions(out.float())
+
     def _step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch
         if stage == "train" and self.mixer.active:
@@ -122,14 +131,7 @@ class TaskModule(L.LightningModule):
             self._metrics(stage).update(self._predictions(out.detach().float()), y)
             self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(x))
             return loss
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"loss is {loss.item()} at epoch {self.current_epoch}, step "
-                f"{self.global_step}; lower train.optimizer.lr or set train.gradient_clip"
-            )
-        preds = self._predictions(out.detach().float())
-        if self.hparams.task != "regression":
-            preds = preds.argmax(dim=1)
+        preds = self._train_predictions(out.detach())
         self._train_out.append((preds, y))  # train metrics: one update per epoch
         self._loss_sum = self._loss_sum.to(loss.device) + loss.detach() * len(x)
         self._loss_count += len(x)
@@ -155,12 +157,29 @@ class TaskModule(L.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if batch_idx + 1 == self.trainer.num_training_batches:  # epoch summary, logged once
             mean = self._loss_sum / max(1, self._loss_count)
+            self._stop_if_not_finite(mean)
             self.log("train/loss", mean, on_step=True, on_epoch=False, sync_dist=True)
             preds, targets = (torch.cat(part) for part in zip(*self._train_out, strict=True))
             self.train_metrics.update(preds, targets)
             self._train_out = []
             self._log_metrics("train", on_step=True)
             self._loss_sum, self._loss_count = torch.zeros((), device=mean.device), 0
+
+    def _stop_if_not_finite(self, mean_loss: torch.Tensor) -> None:
+        """Raise before validation and the epoch's checkpoints if any step's loss was NaN/inf.
+
+        Checked once per epoch on the running sum (a NaN or inf in any step makes it
+        non-finite): a per-step `isfinite` check is a host-device synchronization on every
+        step, which stalled a GPU's launch queue. Under DDP every rank sees the same verdict,
+        so all stop together.
+        """
+        if self.trainer.world_size > 1:
+            mean_loss = self.trainer.strategy.reduce(mean_loss, reduce_op="mean")
+        if not torch.isfinite(mean_loss):
+            raise NonFiniteLossError(
+                f"loss is {mean_loss.item()} at epoch {self.current_epoch} (mean training loss "
+                f"of the epoch); lower train.optimizer.lr or set train.gradient_clip"
+            )
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val")

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from lightning_modules.layers import activation, norm2d
+from lightning_modules.pooling import feature_size, pool_to
 
 
 def _channels(spec, block: int) -> int:
@@ -31,7 +32,8 @@ class CNN(nn.Module):
                 h, w = h // 2, w // 2
             c_in = c_out
         self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d((min(h, 2), min(w, 2)))  # caps the head's input
+        h, w = feature_size(self.features, input_shape)
+        self.pool = pool_to(h, w, min(h, 2), min(w, 2))  # caps the head's input
         self.head = nn.Sequential(
             nn.Flatten(),
             nn.Dropout(spec.dropout),
@@ -73,6 +75,10 @@ class ResNet(nn.Module):
     def __init__(self, input_shape: tuple[int, ...], n_outputs: int, spec):
         super().__init__()
         c_in, h, w = input_shape
+        if spec.kernel_size % 2 == 0:
+            raise ValueError(
+                f"resnet needs an odd kernel_size (keeps the map size), got {spec.kernel_size}"
+            )
         stem_c = _channels(spec, 0)
         self.stem = nn.Sequential(
             nn.Conv2d(c_in, stem_c, spec.kernel_size, padding=spec.kernel_size // 2, bias=False),
@@ -86,8 +92,9 @@ class ResNet(nn.Module):
             blocks.append(BasicBlock(c, _channels(spec, block), stride, spec))
             c = _channels(spec, block)
         self.blocks = nn.Sequential(*blocks)
+        h, w = feature_size(nn.Sequential(self.stem, self.blocks), input_shape)
         self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(spec.dropout), nn.Linear(c, n_outputs)
+            pool_to(h, w, 1, 1), nn.Flatten(), nn.Dropout(spec.dropout), nn.Linear(c, n_outputs)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

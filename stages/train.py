@@ -42,6 +42,24 @@ class Paths:
     def last(self) -> Path:
         return self.checkpoints / "last.ckpt"
 
+    @classmethod
+    def under(
+        cls,
+        out: Path,
+        prepared: Path = Path("data/prepared"),
+        augmented: Path | None = None,
+    ) -> Paths:
+        """Every output in one folder `out` (tests, tuning trials, benchmarks)."""
+        return cls(
+            prepared=prepared,
+            augmented=prepared if augmented is None else augmented,
+            checkpoints=out / "checkpoints",
+            ckpt=out / "model.ckpt",
+            model=out / "model.pt",
+            metrics=out / "train.json",
+            history=out / "history.csv",
+        )
+
 
 def global_rank(devices: int = 1) -> int:
     """This process's rank from the launcher's environment (torchrun, SLURM, Lightning)."""

@@ -77,6 +77,11 @@ def test_split_sizes_must_leave_training_rows(tmp_path):
         _load_text(tmp_path, "data:\n  val_size: 0.5\n  test_size: 0.5\n")
 
 
+def test_resnet_with_an_even_kernel_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"model.*resnet needs an odd kernel_size.*kernel_size=4"):
+        _load_text(tmp_path, "model:\n  arch: resnet\n  kernel_size: 4\n")
+
+
 def test_missing_source_path_is_named(tmp_path):
     with pytest.raises(ConfigError) as err:
         _load_text(tmp_path, "data:\n  source: data/raw/nope.csv\n")

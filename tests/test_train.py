@@ -33,16 +33,7 @@ def prepared(make_params, tmp_path):
 
 
 def _paths(tmp_path, prepared_dir, name="out"):
-    out = tmp_path / name
-    return train.Paths(
-        prepared=prepared_dir,
-        augmented=prepared_dir,
-        checkpoints=out / "checkpoints",
-        ckpt=out / "model.ckpt",
-        model=out / "model.pt",
-        metrics=out / "train.json",
-        history=out / "history.csv",
-    )
+    return train.Paths.under(tmp_path / name, prepared_dir)
 
 
 def _cfg(make_params, *overrides):

@@ -18,32 +18,33 @@ pytestmark = [
 ]
 
 
-def test_bf16_mixed_trains_on_gpu(make_params, tmp_path):
+@pytest.mark.parametrize("arch", ["cnn", "resnet"])
+def test_bf16_mixed_trains_on_gpu_and_deterministic_holds(make_params, tmp_path, arch):
+    """The shipped `deterministic: true` on CUDA: no op refuses to run, and a second run gives
+    bit-identical weights."""
     cfg = make_params(
         {
-            "model": {"width": 8, "depth": 1},
+            "model": {"arch": arch, "width": 16, "depth": 2},
             "train": {
-                "max_epochs": 2,
+                "max_epochs": 3,
                 "precision": "bf16-mixed",
                 "accelerator": "gpu",
                 "use_augmented": False,
+                "ema": {"enabled": False},
             },
         }
     )
+    assert cfg.train.deterministic
     src = tmp_path / "prepared"
     prepare.run(cfg, src, root=tmp_path)
-    out = tmp_path / "out"
-    paths = train.Paths(
-        prepared=src,
-        augmented=src,
-        checkpoints=out / "ck",
-        ckpt=out / "m.ckpt",
-        model=out / "m.pt",
-        metrics=out / "t.json",
-        history=out / "h.csv",
-    )
-    metrics = train.run(cfg, json.loads((src / "schema.json").read_text()), paths)
-    assert metrics["epochs"] == 2 and metrics["val/acc"] > 0.1
+    schema = json.loads((src / "schema.json").read_text())
+    weights = []
+    for attempt in ("a", "b"):
+        paths = train.Paths.under(tmp_path / attempt, src)
+        metrics = train.run(cfg, schema, paths)
+        assert metrics["epochs"] == 3 and metrics["val/acc"] > 0.5
+        weights.append(torch.load(paths.model, weights_only=True)["state_dict"])
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
 def test_datamodule_keeps_tensors_on_the_gpu(tmp_path):

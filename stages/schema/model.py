@@ -46,4 +46,9 @@ class ModelParams(Section):
                 f"arch transformer needs width divisible by transformer.heads, "
                 f"got width={self.width}, heads={self.transformer.heads}"
             )
+        if self.arch == "resnet" and self.kernel_size % 2 == 0:
+            raise ValueError(
+                f"arch resnet needs an odd kernel_size (a residual block adds its input to its "
+                f"output, so the conv must keep the map size), got kernel_size={self.kernel_size}"
+            )
         return self

@@ -123,16 +123,7 @@ def make_train_trial(
         )
         pruning = PruneOnEpoch(handle, metric, direction == "maximize", can_prune=not multi)
         with tempfile.TemporaryDirectory(prefix=f"reprolab-trial-{trial.number}-") as tmp:
-            out = Path(tmp)
-            paths = train.Paths(
-                prepared=prepared,
-                augmented=augmented,
-                checkpoints=out / "checkpoints",
-                ckpt=out / "model.ckpt",
-                model=out / "model.pt",
-                metrics=out / "train.json",
-                history=out / "history.csv",
-            )
+            paths = train.Paths.under(Path(tmp), prepared, augmented)
             try:
                 result = train.run(
                     trial_cfg,
