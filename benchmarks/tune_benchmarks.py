@@ -41,6 +41,7 @@ def run_study(
     trials: int,
     epochs: int,
     metric: str | None = None,
+    overrides: dict[str, str] | None = None,
 ) -> dict:
     case = work / f"{sampler}-{pruner}-{seed}"
     case.mkdir()
@@ -51,6 +52,9 @@ def run_study(
     raw["tune"].update(sampler=sampler, pruner=pruner, n_trials=trials, max_epochs=epochs)
     if metric:
         raw["tune"]["metric"] = metric
+    for key, value in (overrides or {}).items():
+        section, name = key.split(".", 1)
+        raw[section][name] = yaml.safe_load(value)
     raw["mlflow"]["experiment"] = "bench"
     (case / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     env = {
@@ -110,6 +114,13 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--metric", default=None, help="tune.metric (default: params.yaml's)")
     ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a params.yaml value in every study, e.g. tune.reduction_factor=4",
+    )
+    ap.add_argument(
         "--configs",
         default="tpe/none,random/none,tpe/hyperband",
         help="comma-separated sampler/pruner pairs to run",
@@ -138,8 +149,17 @@ def main() -> None:
         results: dict[str, list[dict]] = {}
         for seed in range(args.seeds):
             for sampler, pruner in configs:
+                overrides = dict(item.split("=", 1) for item in args.set)
                 r = run_study(
-                    work, data, seed, sampler, pruner, args.trials, args.epochs, args.metric
+                    work,
+                    data,
+                    seed,
+                    sampler,
+                    pruner,
+                    args.trials,
+                    args.epochs,
+                    args.metric,
+                    overrides,
                 )
                 results.setdefault(f"{sampler}/{pruner}", []).append(r)
                 print(

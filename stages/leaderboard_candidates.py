@@ -115,16 +115,15 @@ def _networks(items, task, kind, notes) -> list[Candidate]:
 
 def _onnx(path: Path, task: str, notes: list[str]) -> list[Candidate]:
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401  (the session below needs it)
     except ImportError as exc:
         notes.append(f"compressed {path.name}: onnxruntime unavailable ({exc}), skipped")
         return []
+    from lightning_modules.quantize import session as ort_session
     from stages.metrics_size import onnx_parameters
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
     try:
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        session = ort_session(path, threads=1)
     except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
         raise UserError(f"{path}: onnxruntime cannot load it: {exc}") from None
     inp = session.get_inputs()[0]

@@ -22,6 +22,7 @@ from lightning_modules.pruning import (
     prune_unstructured,
 )
 from lightning_modules.quantize import (
+    disabled_optimizers,
     export_onnx,
     quantize_dynamic_int8,
     quantize_static_int8,
@@ -126,6 +127,31 @@ def test_int8_models_keep_accuracy_on_tiny_data(tmp_path):
     assert acc["dyn"] >= acc["fp32"] - 0.02
     assert acc["st"] >= acc["fp32"] - 0.03
     assert (tmp_path / "st.onnx").stat().st_size < 0.45 * src.stat().st_size
+
+
+def test_static_int8_keeps_a_shallow_first_conv_fp32_and_the_file_says_how_to_run_it(tmp_path):
+    """1x3x3 first conv: fp32 (int8 cost more than it saved); the 8x3x3 second conv: int8.
+    The file asks ORT not to move the QuantizeLinear above the fp32 MaxPool, `session`
+    honours it, and the outputs are the same either way."""
+    import onnx
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    net = build_network("cnn", [1, 8, 8], 10, width=8, depth=2).eval()
+    X = np.random.default_rng(0).normal(size=(64, 1, 8, 8)).astype(np.float32)
+    src, dst = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
+    export_onnx(net, torch.as_tensor(X[:2]), src, opset=17)
+    quantize_static_int8(src, dst, X, "minmax")
+    ops = [n.op_type for n in onnx.load(str(dst)).graph.node]
+    assert ops[0] == "Conv" and "QLinearConv" in ops and ops.count("Conv") == 1
+    assert ops.index("QuantizeLinear") > ops.index("MaxPool")
+    assert disabled_optimizers(dst) == ["QDQPropagationTransformer"]
+    assert disabled_optimizers(src) == []
+    session(dst, optimized_path=tmp_path / "as_run.onnx")
+    run_ops = [n.op_type for n in onnx.load(str(tmp_path / "as_run.onnx")).graph.node]
+    assert run_ops.index("QuantizeLinear") > run_ops.index("MaxPool")
+    plain = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
+    assert np.array_equal(run_onnx(session(dst), X), plain.run(None, {"input": X})[0])
 
 
 def test_kd_loss_matches_hand_computation():

@@ -123,6 +123,25 @@ def test_samplers_and_pruners_build():
         assert st.make_pruner(_tune(pruner=pruner)) is not None
 
 
+def test_reduction_factor_sets_how_many_trials_a_rung_keeps():
+    """The same 24 first-epoch values: a larger k prunes more of them at the first rung."""
+    import random
+
+    values = list(range(24))
+    random.Random(0).shuffle(values)
+    pruned = {}
+    for k in (2, 4):
+        pruner = st.make_pruner(_tune(pruner="successive_halving", reduction_factor=k))
+        study = optuna.create_study(direction="maximize", pruner=pruner)
+        pruned[k] = 0
+        for value in values:
+            trial = study.ask()
+            trial.report(value, 1)
+            pruned[k] += trial.should_prune()
+            study.tell(trial, value)
+    assert pruned == {2: 11, 4: 18}
+
+
 def test_journal_study_resumes_by_name(tmp_path):
     tune = _tune(n_trials=3)
     journal = tmp_path / "study" / "journal.log"

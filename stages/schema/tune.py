@@ -74,6 +74,9 @@ class TuneParams(Section):
     sampler: Literal["tpe", "random", "cmaes", "gp", "qmc"] = "tpe"
     n_startup_trials: int = Field(4, ge=0)
     pruner: Literal["hyperband", "successive_halving", "median", "none"] = "hyperband"
+    reduction_factor: int = Field(
+        3, ge=2, description="hyperband/successive_halving: keep the top 1/k at each rung"
+    )
     storage: str | None = None
     study_name: str | None = None
     heartbeat_interval: int = Field(30, ge=1)

@@ -69,10 +69,12 @@ def make_sampler(tune: TuneParams, seed: int, n_params: int) -> optuna.samplers.
 def make_pruner(tune: TuneParams) -> optuna.pruners.BasePruner:
     if tune.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(
-            min_resource=1, max_resource=tune.max_epochs, reduction_factor=3
+            min_resource=1, max_resource=tune.max_epochs, reduction_factor=tune.reduction_factor
         )
     if tune.pruner == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=1, reduction_factor=tune.reduction_factor
+        )
     if tune.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
     return optuna.pruners.NopPruner()
