@@ -166,34 +166,42 @@ def _digits() -> tuple[Path, Path]:
     return ROOT / "data/prepared", ROOT / "data/augmented"
 
 
-def throughput(acc: str, tmp: Path, epochs: int, synthetic_rows: int) -> list[dict]:
+def throughput(
+    acc: str, tmp: Path, epochs: int, synthetic_rows: int, widths: tuple[int, ...] = ()
+) -> list[dict]:
+    """Samples/s per (arch, data, batch, width) at fp32 and bf16-mixed.
+
+    `widths`: also run the generated 3x32x32 set with these `model.width`s at batch 512
+    (where the GPU gets enough work per kernel for bf16 to matter).
+    """
     digits_schema = json.loads((ROOT / "data/prepared/schema.json").read_text())
     synth, synth_schema = synthetic_images(tmp / "synthetic", synthetic_rows)
+    no_aug = {"use_augmented": False}
     sets = [
-        ("digits 1x8x8", _digits(), digits_schema, 64, {}),
-        ("digits 1x8x8", _digits(), digits_schema, 256, {}),
-        ("synthetic 3x32x32", (synth, synth), synth_schema, 256, {"use_augmented": False}),
+        ("digits 1x8x8", _digits(), digits_schema, 64, None, {}),
+        ("digits 1x8x8", _digits(), digits_schema, 256, None, {}),
+        ("synthetic 3x32x32", (synth, synth), synth_schema, 256, None, no_aug),
+        *[("synthetic 3x32x32", (synth, synth), synth_schema, 512, w, no_aug) for w in widths],
     ]
     rows = []
     for arch in ("cnn", "resnet"):
-        for name, (prep, aug), schema, batch, extra in sets:
+        for name, (prep, aug), schema, batch, width, extra in sets:
             for precision in PRECISIONS:
+                model = {"arch": arch} | ({"width": width} if width else {})
                 cfg = params(
                     epochs,
                     2,
                     accelerator=acc,
                     precision=precision,
-                    overrides={"model": {"arch": arch}, "train": {"batch_size": batch, **extra}},
+                    overrides={"model": model, "train": {"batch_size": batch, **extra}},
                 )
-                out = tmp / f"t-{arch}-{name[:5]}-{batch}-{precision}"
+                out = tmp / f"t-{arch}-{name[:5]}-{batch}-{width}-{precision}"
                 row = {"arch": arch, "data": name, "batch": batch, "precision": precision}
+                row["width"] = cfg.model.width
                 try:
                     res = train_once(cfg, schema, paths_for(prep, aug, out), acc == "cuda")
-                    n = len(
-                        io.load_npz((aug if cfg.train.use_augmented else prep) / "train.npz", "y")[
-                            "y"
-                        ]
-                    )
+                    split = aug if cfg.train.use_augmented else prep
+                    n = len(io.load_npz(split / "train.npz", "y")["y"])
                     epoch_s = statistics.median(res["epoch_seconds"][1:] or res["epoch_seconds"])
                     row |= {
                         "rows": n,
@@ -260,6 +268,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="few epochs/rows: check the script")
     ap.add_argument("--out", default=None, help="write all figures to this JSON file")
     ap.add_argument("--skip", nargs="*", default=[], choices=["matrix", "throughput", "latency"])
+    ap.add_argument(
+        "--widths", type=int, nargs="*", default=[], help="also 3x32x32 at these model.widths"
+    )
     a = ap.parse_args()
     if a.accelerator == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device here; use --accelerator cpu --quick to check the script")
@@ -271,7 +282,8 @@ def main() -> None:
             report["arch_matrix"] = arch_matrix(a.accelerator, tmp, 1)
         if "throughput" not in a.skip:
             rows = 1024 if a.quick else 32768
-            report["throughput"] = throughput(a.accelerator, tmp, 2 if a.quick else 4, rows)
+            epochs = 2 if a.quick else 4
+            report["throughput"] = throughput(a.accelerator, tmp, epochs, rows, tuple(a.widths))
         if "latency" not in a.skip:
             report["latency"] = latency(a.accelerator, tmp, 10 if a.quick else 200)
     finally:

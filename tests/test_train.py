@@ -161,7 +161,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(
     reliability.record(
         "fault",
         "NaN features (so NaN loss) in epoch 1 of a resumed `train`",
-        "stops at that epoch with a message naming the epoch, step and the fix; the last "
+        "stops at that epoch with a message naming the epoch and the fix; the last "
         "good checkpoint kept",
         before={"last.ckpt bytes": len(good)},
         after={"last.ckpt unchanged": last.read_bytes() == good},
