@@ -54,10 +54,10 @@ class DistillParams(Section):
     enabled: bool = True
     arch: Literal["same", "mlp", "cnn", "resnet", "transformer", "lstm", "gru"] = "same"
     width: int = Field(8, ge=1)
-    depth: int = Field(1, ge=1, le=64)
+    depth: int = Field(2, ge=1, le=64)
     temperature: float = Field(4.0, gt=0.0)
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of the hard-label CE term")
-    epochs: int = Field(20, ge=1)
+    epochs: int = Field(40, ge=1)
 
 
 class LatencyParams(Section):
