@@ -25,6 +25,12 @@ def pool_to(h: int, w: int, out_h: int, out_w: int) -> nn.Module:
     if (h, w) == (out_h, out_w):
         return nn.Identity()
     kernel = (-(-h // out_h), -(-w // out_w))
+    reached = (-(-h // kernel[0]), -(-w // kernel[1]))
+    if reached != (out_h, out_w):  # e.g. 5 -> 4: windows of 2 give 3 outputs
+        raise ValueError(
+            f"cannot pool a {h}x{w} map to {out_h}x{out_w} with equal windows "
+            f"(they give {reached[0]}x{reached[1]})"
+        )
     return nn.AvgPool2d(kernel, stride=kernel, ceil_mode=True, count_include_pad=False)
 
 

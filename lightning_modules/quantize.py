@@ -21,10 +21,12 @@ import torch
 from torch import nn
 
 INPUT, OUTPUT = "input", "output"
-# A conv whose reduction depth (in-channels x kernel area) is below this stays fp32 in the
-# static INT8 model: with so little work per output, (re)quantizing costs more than the
-# int8 kernel saves (the digits cnn's first conv, 1x3x3: 0.48 ms int8 vs 0.18 ms fp32 at
-# batch 256, while its 32x3x3 second conv ran 2.6x faster in int8; 2026-11-26).
+# A first conv (fed by the model input) whose reduction depth (in-channels x kernel area) is
+# below this is a candidate to stay fp32 in the static INT8 model: with so little work per
+# output, (re)quantizing can cost more than the int8 kernel saves (the digits cnn's 1x3x3
+# first conv: 0.48 ms int8 vs 0.18 ms fp32 at batch 256, while its 32x3x3 second conv ran
+# 2.6x faster in int8; 2026-11-26). Not a rule: a resnet's 3x3x3 stem on 3x32x32 ran 9%
+# slower that way, so `quantize_static_int8` times both models and keeps the faster.
 INT8_MIN_CONV_DEPTH = 32
 # Model metadata key: ONNX Runtime graph optimizers to skip when loading the file (comma
 # separated), honoured by `session`. A static INT8 model whose first quantized conv follows
@@ -157,27 +159,35 @@ def _set_metadata(path: str | Path, key: str, value: str) -> None:
     onnx.save(model, str(path))
 
 
-def shallow_convs(path: str | Path, min_depth: int = INT8_MIN_CONV_DEPTH) -> list[str]:
-    """Nodes to keep fp32: Conv nodes whose weight has (in-channels / group) x kernel area
-    below `min_depth`, with the activation/pool nodes that follow them up to the next
-    Conv/Gemm/MatMul (so the input is quantized right before the first int8 kernel: a
-    uint8 MaxPool in NCHW layout ran 8x slower than the fp32 one)."""
+# ops a kept-fp32 input conv's output may pass through before the first int8 kernel
+_UNARY = {"Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "MaxPool", "AveragePool"}
+
+
+def input_convs(path: str | Path, min_depth: int = INT8_MIN_CONV_DEPTH) -> list[str]:
+    """Nodes to try in fp32: each Conv fed by a graph input whose weight has
+    (in-channels / group) x kernel area below `min_depth`, with the single-consumer
+    activation/pool nodes after it (so the input is quantized right before the first int8
+    kernel: a uint8 MaxPool in NCHW layout ran 8x slower than the fp32 one). The walk stops
+    at anything else (a residual Add, a second consumer)."""
     import onnx
 
     model = onnx.load(str(path))
     weights = {t.name: list(t.dims) for t in model.graph.initializer}
+    inputs = {i.name for i in model.graph.input} - set(weights)
     consumers: dict[str, list] = {}
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     names = []
     for node in model.graph.node:
-        dims = weights.get(node.input[1]) if node.op_type == "Conv" else None
+        if node.op_type != "Conv" or node.input[0] not in inputs:
+            continue
+        dims = weights.get(node.input[1])
         if not dims or int(np.prod(dims[1:])) >= min_depth:
             continue
         names.append(node.name)
         nxt = consumers.get(node.output[0], [])
-        while len(nxt) == 1 and nxt[0].op_type not in ("Conv", "Gemm", "MatMul"):
+        while len(nxt) == 1 and nxt[0].op_type in _UNARY:
             names.append(nxt[0].name)
             nxt = consumers.get(nxt[0].output[0], [])
     return names
@@ -189,7 +199,9 @@ def quantize_static_int8(
     calibration: np.ndarray,
     method: str = "minmax",
     per_channel: bool = True,
-) -> None:
+    fp32_input_conv: str = "auto",
+    threads: int = 1,
+) -> list[str]:
     """Static INT8 (U8 activations, S8 weights) calibrated on `calibration` rows.
 
     QOperator format (QLinearConv/QLinearMatMul with the int8 weights inside the node) rather
@@ -197,37 +209,74 @@ def quantize_static_int8(
     tensor per weight, so the file is ~10% smaller (3.61x vs 3.28x the fp32 ONNX on the tuned
     digits CNN, 2026-11-23). S8 activations are not used: ORT's QOperator s8s8 conv path
     measured ~9x slower than u8s8 on this AVX2 CPU.
+
+    `fp32_input_conv`: "auto" quantizes twice when the model has a shallow input conv
+    (`input_convs`), with and without it in fp32, times both at batch 256 on `threads`
+    threads and keeps the faster; "always" / "never" skip the timing. The mixed model's
+    file asks ORT to skip QDQ propagation (`DISABLED_OPTIMIZERS_KEY`).
+
+    Returns the names of the nodes left in fp32 (empty: the whole model is int8).
     """
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if fp32_input_conv not in ("auto", "always", "never"):
+        raise ValueError(
+            f"fp32_input_conv: expected auto, always or never, got {fp32_input_conv!r}"
+        )
+    dst = Path(dst)
+    prepared, mixed = dst.with_suffix(".pre.onnx"), dst.with_suffix(".mixed.onnx")
+    try:
+        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+        keep = [] if fp32_input_conv == "never" else input_convs(prepared)
+        if not keep or fp32_input_conv == "auto":
+            _static(prepared, dst, calibration, method, per_channel, [])
+        if not keep:
+            return []
+        _static(prepared, mixed, calibration, method, per_channel, keep)
+        _set_metadata(mixed, DISABLED_OPTIMIZERS_KEY, "QDQPropagationTransformer")
+        if fp32_input_conv == "auto":
+            batch = np.resize(calibration, (256, *calibration.shape[1:])).astype(np.float32)
+            if _seconds(mixed, batch, threads) >= _seconds(dst, batch, threads):
+                return []
+        mixed.replace(dst)
+        return keep
+    finally:
+        prepared.unlink(missing_ok=True)
+        mixed.unlink(missing_ok=True)
+
+
+def _static(prepared: Path, dst: Path, calibration, method, per_channel, exclude) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     methods = {
         "minmax": CalibrationMethod.MinMax,
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }
-    prepared = Path(dst).with_suffix(".pre.onnx")
-    try:
-        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
-        shallow = shallow_convs(prepared)
-        quantize_static(
-            str(prepared),
-            str(dst),
-            CalibrationReader(calibration),
-            quant_format=QuantFormat.QOperator,
-            per_channel=per_channel,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=methods[method],
-            nodes_to_exclude=shallow,
-            extra_options={"CalibMovingAverage": False},
-        )
-        if shallow:
-            _set_metadata(dst, DISABLED_OPTIMIZERS_KEY, "QDQPropagationTransformer")
-    finally:
-        prepared.unlink(missing_ok=True)
+    quantize_static(
+        str(prepared),
+        str(dst),
+        CalibrationReader(calibration),
+        quant_format=QuantFormat.QOperator,
+        per_channel=per_channel,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=methods[method],
+        nodes_to_exclude=exclude,
+        extra_options={"CalibMovingAverage": False},
+    )
+
+
+def _seconds(path: Path, batch: np.ndarray, threads: int, repeats: int = 15) -> float:
+    """Median seconds per call of `batch` through `session(path)`, after warm-up."""
+    import time
+
+    sess = session(path, threads)
+    for _ in range(3):
+        run_onnx(sess, batch, batch_size=len(batch))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run_onnx(sess, batch, batch_size=len(batch))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))

@@ -129,10 +129,12 @@ def test_int8_models_keep_accuracy_on_tiny_data(tmp_path):
     assert (tmp_path / "st.onnx").stat().st_size < 0.45 * src.stat().st_size
 
 
-def test_static_int8_keeps_a_shallow_first_conv_fp32_and_the_file_says_how_to_run_it(tmp_path):
-    """1x3x3 first conv: fp32 (int8 cost more than it saved); the 8x3x3 second conv: int8.
-    The file asks ORT not to move the QuantizeLinear above the fp32 MaxPool, `session`
-    honours it, and the outputs are the same either way."""
+def test_static_int8_can_keep_a_shallow_input_conv_fp32_and_the_file_says_how_to_run_it(
+    tmp_path,
+):
+    """1x3x3 input conv in fp32, the 8x3x3 second conv in int8. The file asks ORT not to move
+    the QuantizeLinear above the fp32 MaxPool, `session` honours it, outputs are the same
+    either way. `auto` keeps whichever of the two models timed faster."""
     import onnx
     import onnxruntime as ort
 
@@ -141,7 +143,8 @@ def test_static_int8_keeps_a_shallow_first_conv_fp32_and_the_file_says_how_to_ru
     X = np.random.default_rng(0).normal(size=(64, 1, 8, 8)).astype(np.float32)
     src, dst = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
     export_onnx(net, torch.as_tensor(X[:2]), src, opset=17)
-    quantize_static_int8(src, dst, X, "minmax")
+    kept = quantize_static_int8(src, dst, X, "minmax", fp32_input_conv="always")
+    assert len(kept) == 3  # Conv, Relu, MaxPool (batch norm is folded into the conv)
     ops = [n.op_type for n in onnx.load(str(dst)).graph.node]
     assert ops[0] == "Conv" and "QLinearConv" in ops and ops.count("Conv") == 1
     assert ops.index("QuantizeLinear") > ops.index("MaxPool")
@@ -152,6 +155,29 @@ def test_static_int8_keeps_a_shallow_first_conv_fp32_and_the_file_says_how_to_ru
     assert run_ops.index("QuantizeLinear") > run_ops.index("MaxPool")
     plain = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
     assert np.array_equal(run_onnx(session(dst), X), plain.run(None, {"input": X})[0])
+
+    assert quantize_static_int8(src, dst, X, fp32_input_conv="never") == []
+    assert "Conv" not in [n.op_type for n in onnx.load(str(dst)).graph.node]
+    auto = quantize_static_int8(src, dst, X, fp32_input_conv="auto")
+    assert auto in ([], kept) and bool(disabled_optimizers(dst)) == bool(auto)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["as_run.onnx", "fp32.onnx", "int8.onnx"]
+
+
+def test_only_input_convs_are_fp32_candidates_and_the_walk_stops_at_a_residual_add(tmp_path):
+    """resnet 3x32x32, width 16: the 3x3x3 stem is a candidate, the 16-deep 1x1 shortcut
+    convs (inside the network, feeding a residual Add) are not."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from lightning_modules.quantize import input_convs
+
+    net = build_network("resnet", [3, 32, 32], 10, width=16, depth=3).eval()
+    src, pre = tmp_path / "r.onnx", tmp_path / "pre.onnx"
+    export_onnx(net, torch.zeros(2, 3, 32, 32), src, opset=17)
+    quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+    kinds = {n.name: n.op_type for n in onnx.load(str(pre)).graph.node}
+    names = input_convs(pre)
+    assert [kinds[n] for n in names] == ["Conv", "Relu"]  # the stem; its output feeds 2 nodes
 
 
 def test_kd_loss_matches_hand_computation():

@@ -39,9 +39,11 @@ def test_pool_to_reaches_the_size_and_matches_adaptive_pooling_when_it_divides(h
     assert got.min() >= x.min() - 1e-6 and got.max() <= x.max() + 1e-6
 
 
-def test_pool_to_refuses_growing():
+def test_pool_to_refuses_growing_and_sizes_equal_windows_cannot_reach():
     with pytest.raises(ValueError, match="cannot pool a 2x2 map to 3x3"):
         pool_to(2, 2, 3, 3)
+    with pytest.raises(ValueError, match="cannot pool a 5x5 map to 4x4 .*give 3x3"):
+        pool_to(5, 5, 4, 4)
 
 
 @pytest.mark.parametrize(("arch", "kernel_size"), [("cnn", 3), ("cnn", 2), ("resnet", 3)])
