@@ -197,7 +197,11 @@ class TaskModule(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        opt = build_optimizer(self.parameters(), **(hp.optimizer or {"name": "adam", "lr": 1e-3}))
+        opt = build_optimizer(
+            self.parameters(),
+            **(hp.optimizer or {"name": "adam", "lr": 1e-3}),
+            fused=self.trainer.precision != "16-mixed",  # GradScaler + clipping: not fused
+        )
         total = int(self.trainer.estimated_stepping_batches)
         per_epoch = max(1, total // max(1, self.trainer.max_epochs))
         sched = build_scheduler(

@@ -7,7 +7,13 @@ import torch
 
 from lightning_modules.batch_mix import BatchMixer, sample_beta
 from lightning_modules.data import BatchLoader
-from lightning_modules.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
+from lightning_modules.optim import (
+    OPTIMIZERS,
+    SCHEDULERS,
+    build_optimizer,
+    build_scheduler,
+    can_fuse,
+)
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
@@ -19,6 +25,29 @@ def test_every_optimizer_builds_and_steps(name):
     layer(torch.ones(2, 3)).sum().backward()
     opt.step()
     assert not torch.equal(before, layer.weight)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_fused_kernel_where_torch_has_one_same_updates(name):
+    """Fused steps match the per-tensor loop; rmsprop (no fused kernel) stays unfused."""
+    weights = []
+    for fused in (True, False):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+        opt = build_optimizer(net.parameters(), name, lr=0.05, fused=fused)
+        assert bool(opt.defaults.get("fused")) == (fused and name != "rmsprop")
+        x = torch.randn(16, 5, generator=torch.Generator().manual_seed(1))
+        for _ in range(5):
+            opt.zero_grad()
+            net(x).pow(2).mean().backward()
+            opt.step()
+        weights.append(torch.cat([p.detach().flatten() for p in net.parameters()]))
+    torch.testing.assert_close(weights[0], weights[1], rtol=1e-5, atol=1e-6)
+
+
+def test_no_fused_kernel_for_integer_params():
+    assert not can_fuse("adamw", [torch.zeros(2, dtype=torch.long)])
+    assert can_fuse("adagrad", [torch.zeros(2)]) and not can_fuse("rmsprop", [torch.zeros(2)])
 
 
 @pytest.mark.parametrize("name", SCHEDULERS)
