@@ -1,8 +1,11 @@
-"""augment stage: offline, seeded augmentation of the training split only.
+"""augment stage: offline, seeded augmentation of the rows models are fit on.
 
 Writes `train.npz` with the original rows followed by `multiplier - 1` augmented copies
 (arrays `X`, `y`, `source_index`, `augmented`) and, for images, `samples.png`, a grid of
-originals above their augmented versions. Val/test are never touched.
+originals above their augmented versions. `val.npz` is the same for the val rows, with
+their own seeds: it is read only by a refit (`train.fit_on: train+val`, see
+`stages/fit_rows.py`); validation itself always scores the prepared val rows. Test is
+never touched.
 """
 
 from __future__ import annotations
@@ -25,40 +28,52 @@ log = logging.getLogger("reprolab.augment")
 
 
 def run(cfg: config.Params, prepared: str | Path, out_dir: str | Path) -> dict[str, Any]:
-    """Augment `prepared/train.npz` into `out_dir`. Returns the stage's metrics."""
+    """Augment `prepared/{train,val}.npz` into `out_dir`. Returns the stage's metrics."""
     start = time.perf_counter()
     prepared = Path(prepared)
     schema = read_schema(prepared)
-    train = io.load_npz(prepared / "train.npz", "X", "y")
-    X, y = train["X"], train["y"]
     aug = cfg.augment
     copies = aug.multiplier - 1 if aug.enabled else 0
-    parts_X, parts_y, parts_src = [X], [y], [np.arange(len(X))]
-    for copy in range(copies):
-        seed = cfg.seed * 1000 + copy  # one independent, reproducible stream per copy
-        Xa, ya = _augment_once(X, y, schema, aug, seed)
-        parts_X.append(Xa)
-        parts_y.append(ya)
-        parts_src.append(np.arange(len(X)))
-    X_out = np.concatenate(parts_X)
+    splits = {}
+    # one independent, reproducible stream per split and copy (multiplier <= 100)
+    for name, stream in (("train", 0), ("val", 500)):
+        rows = io.load_npz(prepared / f"{name}.npz", "X", "y")
+        splits[name] = _expand(rows["X"], rows["y"], schema, aug, copies, cfg.seed * 1000 + stream)
     with io.atomic_dir(out_dir) as tmp:
-        io.save_npz(
-            tmp / "train.npz",
-            X=X_out,
-            y=np.concatenate(parts_y),
-            source_index=np.concatenate(parts_src),
-            augmented=np.repeat(np.arange(copies + 1) > 0, len(X)),
-        )
+        for name, arrays in splits.items():
+            io.save_npz(tmp / f"{name}.npz", **arrays)
+        train = splits["train"]
         if schema["modality"] == "image" and copies and aug.sample_grid:
-            _sample_grid(X, parts_X[1], aug.sample_grid, tmp / "samples.png")
+            n = int((~train["augmented"]).sum())
+            _sample_grid(
+                train["X"][:n], train["X"][n : 2 * n], aug.sample_grid, tmp / "samples.png"
+            )
     metrics = {
-        "rows_in": len(X),
-        "rows_out": len(X_out),
+        "rows_in": int((~splits["train"]["augmented"]).sum()),
+        "rows_out": len(splits["train"]["y"]),
+        "val_rows_out": len(splits["val"]["y"]),
         "copies": copies,
         "seconds": round(time.perf_counter() - start, 3),
     }
     log.info(" ".join(f"{k}={v}" for k, v in metrics.items()))
     return metrics
+
+
+def _expand(
+    X: np.ndarray, y: np.ndarray, schema: dict[str, Any], aug: AugmentParams, copies: int, seed: int
+) -> dict[str, np.ndarray]:
+    """The rows followed by `copies` augmented copies, with their source row and flag."""
+    parts_X, parts_y = [X], [y]
+    for copy in range(copies):
+        Xa, ya = _augment_once(X, y, schema, aug, seed + copy)
+        parts_X.append(Xa)
+        parts_y.append(ya)
+    return {
+        "X": np.concatenate(parts_X),
+        "y": np.concatenate(parts_y),
+        "source_index": np.tile(np.arange(len(X)), copies + 1),
+        "augmented": np.repeat(np.arange(copies + 1) > 0, len(X)),
+    }
 
 
 def read_schema(prepared: Path) -> dict[str, Any]:

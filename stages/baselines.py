@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from stages import config, io
+from stages import config, fit_rows, io
 from stages.cli import parser, run_main
 from stages.errors import UserError
 from stages.metrics_scores import default_headline, score
@@ -62,8 +62,16 @@ def run(
     schema = read_schema(prepared)
     task = schema["task"]
     train_dir = Path(augmented) if cfg.baselines.use_augmented else prepared
-    train = io.load_npz(train_dir / "train.npz", "X", "y")
+    # the same rows as the network (train.fit_on), so the leaderboard compares like with like
+    train, fit_files = fit_rows.load(train_dir, cfg.train.fit_on)
     val = io.load_npz(prepared / "val.npz", "X", "y")
+    log.info(
+        "fit_on=%s fit=%s rows=%d%s",
+        cfg.train.fit_on,
+        fit_rows.describe(fit_files),
+        len(train["y"]),
+        " (val scores are in-sample)" if cfg.train.fit_on == "train+val" else "",
+    )
     if schema["modality"] == "sequence":
         log.info("note: sequences are flattened to (rows, steps*features) for the baselines")
     head = _head(schema, prepared)
@@ -77,7 +85,13 @@ def run(
             f"choose from {', '.join(n for n in ESTIMATORS if task in ESTIMATORS[n])}"
         )
     results: dict[str, dict[str, Any]] = {}
-    index: dict[str, Any] = {"task": task, "dataset": schema["dataset"], "models": {}}
+    index: dict[str, Any] = {
+        "task": task,
+        "dataset": schema["dataset"],
+        "fit_on": cfg.train.fit_on,
+        "fit_rows": len(train["y"]),
+        "models": {},
+    }
     with io.atomic_dir(out_dir) as tmp, io.atomic_dir(importance_dir) as imp:
         for i, name in enumerate(names, 1):
             hp = cfg.baselines.hyperparams.get(name, {})
@@ -218,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             data_fingerprint=schema["fingerprint"],
             inputs=inputs,
         ):
+            mlflow.set_tag("fit_on", cfg.train.fit_on)
             results = run(
                 cfg,
                 args.prepared,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stages import config, io
+from stages import config, fit_rows, io
 from stages.cli import parser, run_main
 from stages.errors import UserError
 
@@ -75,8 +75,11 @@ def run(cfg: config.Params, paths: Paths = Paths(), tracker=None) -> dict[str, d
     c = cfg.compress
     torch.manual_seed(cfg.seed)
     teacher, meta = load_network(paths.model)
-    train_file = (paths.augmented if c.use_augmented else paths.prepared) / "train.npz"
-    train = io.load_npz(train_file, "X", "y")
+    # fine-tune and distill on the rows the network was fit on (train.fit_on)
+    train, fit_files = fit_rows.load(
+        paths.augmented if c.use_augmented else paths.prepared, cfg.train.fit_on
+    )
+    train_file = fit_rows.describe(fit_files)
     val = io.load_npz(paths.prepared / "val.npz", "X", "y")
     X_val, y_val = val["X"].astype("float32"), val["y"]
     task, name_of_metric = meta["task"], metric_name(meta["task"])
@@ -217,9 +220,10 @@ def main(argv: list[str] | None = None) -> int:
             data_fingerprint=schema["fingerprint"],
             inputs=[str(paths.model), str(paths.prepared), str(paths.augmented)],
         ) as active:
-            rows = run(cfg, paths, VariantRuns(active))
             import mlflow
 
+            mlflow.set_tag("fit_on", cfg.train.fit_on)
+            rows = run(cfg, paths, VariantRuns(active))
             mlflow.log_artifact(str(paths.metrics))
             mlflow.log_artifact(str(paths.plot))
             mlflow.log_metrics(

@@ -69,7 +69,24 @@ def discover(
             found.extend(_networks([(path.stem, path)], task, "compressed", notes))
         elif path.is_file():
             notes.append(f"compressed {path.name}: unknown format {path.suffix!r}, skipped")
+    notes += _fit_rows_mismatch(index_path, found)
     return found, notes
+
+
+def _fit_rows_mismatch(index_path: Path, found: list[Candidate]) -> list[str]:
+    """A note when the network and the baselines were fit on different rows (train.fit_on)."""
+    if not index_path.exists():
+        return []
+    baselines = json.loads(index_path.read_text()).get("fit_on", "train")
+    for c in found:
+        if c.kind == "network":
+            network = c.params.get("train", {}).get("fit_on", "train")
+            if network != baselines:
+                return [
+                    f"not like for like: the network was fit on {network}, the baselines on "
+                    f"{baselines} (train.fit_on changed in between); re-run `dvc repro`"
+                ]
+    return []
 
 
 def _baseline(name: str, path: Path, task: str, entry: dict[str, Any]) -> Candidate:

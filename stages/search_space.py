@@ -63,16 +63,27 @@ def candidate_values(dist: Distribution) -> list[Any]:
     return [cast(dist.low), cast(dist.high)]
 
 
+# Set by the tune stage in every trial, so not searchable.
+TRIAL_FIXED = {
+    "train.max_epochs": "a trial trains tune.max_epochs epochs; set that instead",
+    "train.fit_on": "a trial always fits on train (it is scored on val)",
+}
+
+
 def validate_space(
     space: dict[str, Distribution], raw: dict[str, Any], params_path: str = "params.yaml"
 ) -> None:
     """Refuse unknown paths and bounds/choices the schema would reject at that path."""
     problems = []
+    raw = set_dotted(raw, "train.fit_on", "train")  # as in every trial (see TRIAL_FIXED)
     for path, dist in space.items():
         if path.startswith(("tune.", "mlflow.", "seed")):
             problems.append(
                 f"tune.search_space.{path}: tuning {path.split('.')[0]!r} is not allowed"
             )
+            continue
+        if path in TRIAL_FIXED:
+            problems.append(f"tune.search_space.{path}: {TRIAL_FIXED[path]}")
             continue
         why = schema_leaf(path)
         if why:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stages import config, io
+from stages import config, fit_rows, io
 from stages.cli import parser, run_main
 from stages.errors import UserError
 from stages.train_resume import ResumePoint, resume_point
@@ -111,10 +111,18 @@ def run(
     if t.threads:
         torch.set_num_threads(t.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    train_file = (paths.augmented if t.use_augmented else paths.prepared) / "train.npz"
-    train = io.load_npz(train_file, "X", "y")
+    train, fit_files = fit_rows.load(
+        paths.augmented if t.use_augmented else paths.prepared, t.fit_on
+    )
     val = io.load_npz(paths.prepared / "val.npz", "X", "y")
-    log.info("train=%s rows=%d val_rows=%d", train_file, len(train["y"]), len(val["y"]))
+    log.info(
+        "fit_on=%s fit=%s rows=%d val_rows=%d%s",
+        t.fit_on,
+        fit_rows.describe(fit_files),
+        len(train["y"]),
+        len(val["y"]),
+        " (val rows are in the fit: val metrics are in-sample)" if t.fit_on == "train+val" else "",
+    )
     args = module_args(cfg, schema)
     module = TaskModule(**args)
     data = TensorDataModule(

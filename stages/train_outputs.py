@@ -72,6 +72,7 @@ def write_outputs(
         "shipped": shipped,
         "shipped_epoch": int(ckpt["epoch"]),
         "startup_seconds": startup,
+        "fit_on": cfg.train.fit_on,  # train+val: the val/* figures above are in-sample
     }
     io.write_json(paths.metrics, metrics)
     log.info(" ".join(f"{k}={v}" for k, v in metrics.items()))

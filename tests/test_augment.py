@@ -53,6 +53,18 @@ def test_val_and_test_are_never_augmented(make_params, prepared, tmp_path):
     assert {s: (src / f"{s}.npz").read_bytes() for s in ("val", "test")} == before
 
 
+def test_val_rows_get_their_own_copies_for_a_refit(make_params, prepared, tmp_path):
+    """augmented/val.npz: the val rows first, then copies drawn from a stream of their own."""
+    src = prepared("digits")
+    m, a, out = _aug(make_params, src, tmp_path, {"multiplier": 2})
+    with np.load(out / "val.npz") as npz, np.load(src / "val.npz") as orig:
+        n = len(orig["y"])
+        assert m["val_rows_out"] == 2 * n and npz["augmented"].sum() == n
+        np.testing.assert_array_equal(npz["X"][:n], orig["X"])
+        np.testing.assert_array_equal(npz["y"][n:], orig["y"])
+        assert not np.allclose(npz["X"][n:], orig["X"])
+
+
 def test_disabled_copies_train_unchanged(make_params, prepared, tmp_path):
     src = prepared("iris")
     m, a, out = _aug(make_params, src, tmp_path, {"enabled": False})

@@ -77,6 +77,21 @@ def test_split_sizes_must_leave_training_rows(tmp_path):
         _load_text(tmp_path, "data:\n  val_size: 0.5\n  test_size: 0.5\n")
 
 
+@pytest.mark.parametrize(
+    "train, fragment",
+    [
+        ("early_stopping: {enabled: true}", "train.early_stopping.enabled = true"),
+        ("ship: best", "train.ship = 'best'"),
+    ],
+)
+def test_refit_refuses_choosing_the_epoch_on_val(tmp_path, train, fragment):
+    with pytest.raises(ConfigError) as err:
+        _load_text(tmp_path, f"train:\n  {train}\n")
+    assert "train.fit_on = 'train+val' fits on the val rows" in str(err.value)
+    assert fragment in str(err.value) and "set train.fit_on: train" in str(err.value)
+    _load_text(tmp_path, f"train:\n  fit_on: train\n  {train}\n")  # val kept unseen: fine
+
+
 def test_resnet_with_an_even_kernel_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"model.*resnet needs an odd kernel_size.*kernel_size=4"):
         _load_text(tmp_path, "model:\n  arch: resnet\n  kernel_size: 4\n")

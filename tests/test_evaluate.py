@@ -169,6 +169,13 @@ def test_trained_network_joins_the_leaderboard(make_params, tmp_path):
     y = np.load(prepared / "test.npz")["y"]
     proba = serialization.predict(net.eval(), payload, X)
     assert row["accuracy"] == pytest.approx((proba.argmax(axis=1) == y).mean())
+    # the baselines refit on train+val (shipped train.fit_on); this network's params say train
+    assert any("not like for like: the network was fit on train" in n for n in summary["notes"])
+    same_rows = {"train": {"fit_on": "train+val"}}
+    payload = serialization.package(net, "mlp", kwargs, "multiclass", same_rows, schema, "r")
+    serialization.save_network(tmp_path / "models" / "model.pt", payload)
+    summary, _ = _evaluate(make_params, tmp_path, prepared, bl)
+    assert not any("like for like" in n for n in summary["notes"])
 
     (tmp_path / "models" / "model.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="model.pt: cannot load the network"):

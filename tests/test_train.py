@@ -184,7 +184,10 @@ def test_last_checkpoint_is_the_final_epoch_and_best_follows_the_monitor(
     assert shipped["epoch"] == 2 and json.loads(paths.metrics.read_text())["shipped_epoch"] == 2
     # ship: best -> model.ckpt / model.pt come from best.ckpt
     train.run(
-        _cfg(make_params, {"train": {**frozen, "monitor": "val/acc", "ship": "best"}}),
+        _cfg(
+            make_params,
+            {"train": {**frozen, "monitor": "val/acc", "ship": "best", "fit_on": "train"}},
+        ),
         schema,
         paths,
     )
@@ -235,3 +238,30 @@ def test_val_loss_is_plain_nll_whatever_the_label_smoothing():
         expected = torch.nn.functional.cross_entropy(smoothed(x), y, label_smoothing=0.3)
     assert torch.allclose(train_loss, expected)  # training still smooths
     assert not torch.allclose(train_loss, nll)
+
+
+def test_refit_fits_on_train_plus_val_rows(make_params, prepared, tmp_path):
+    """fit_on train+val: every epoch steps over train + val rows; train keeps val out."""
+    src, schema = prepared("iris")
+    n = {s: len(io.load_npz(src / f"{s}.npz", "y")["y"]) for s in ("train", "val")}
+    steps = {}
+    for fit_on in ("train", "train+val"):
+        paths = _paths(tmp_path, src, fit_on)
+        cfg = _cfg(
+            make_params, {"model": {"arch": "mlp"}, "train": {"fit_on": fit_on, "batch_size": 16}}
+        )
+        assert train.run(cfg, schema, paths)["fit_on"] == fit_on
+        steps[fit_on] = torch.load(paths.ckpt, weights_only=True)["global_step"]
+    assert steps == {"train": -(-n["train"] // 16), "train+val": -(-(n["train"] + n["val"]) // 16)}
+    # an augmented folder from before the refit (no val.npz) is refused with the fix
+    (tmp_path / "old-aug").mkdir()
+    (tmp_path / "old-aug" / "train.npz").write_bytes((src / "train.npz").read_bytes())
+    paths = train.Paths.under(tmp_path / "old", src, tmp_path / "old-aug")
+    with pytest.raises(
+        UserError, match=r"old-aug/val.npz: train.fit_on = 'train\+val'.*fit_on: train"
+    ):
+        train.run(
+            _cfg(make_params, {"model": {"arch": "mlp"}, "train": {"use_augmented": True}}),
+            schema,
+            paths,
+        )

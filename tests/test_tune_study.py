@@ -46,6 +46,19 @@ def test_valid_space_passes(shipped_params):
     validate_space(_tune().search_space, shipped_params)
 
 
+def test_trials_fit_on_train_so_early_stopping_is_searchable(shipped_params):
+    """The shipped refit (fit_on train+val) refuses early stopping; a trial fits on train."""
+    from stages.tuning.worker import trial_config
+
+    assert shipped_params["train"]["fit_on"] == "train+val"
+    path = "train.early_stopping.enabled"
+    space = {path: Distribution.model_validate({"type": "categorical", "choices": [True]})}
+    validate_space(space, shipped_params)
+    cfg = trial_config(shipped_params, _tune(max_epochs=3), {path: True})
+    assert cfg.train.fit_on == "train" and cfg.train.early_stopping.enabled
+    assert cfg.train.max_epochs == 3
+
+
 @pytest.mark.parametrize(
     ("path", "dist", "fragment"),
     [
@@ -59,6 +72,8 @@ def test_valid_space_passes(shipped_params):
         ("data.val_size", {"type": "float", "low": 0.1, "high": 0.99}, "leaves no training data"),
         ("data.scaling", {"type": "categorical", "choices": ["standard", "robust"]}, "'robust'"),
         ("seed", {"type": "int", "low": 1, "high": 3}, "not allowed"),
+        ("train.fit_on", {"type": "categorical", "choices": ["train"]}, "always fits on train"),
+        ("train.max_epochs", {"type": "int", "low": 2, "high": 4}, "set that instead"),
     ],
 )
 def test_invalid_paths_and_bounds_refused(shipped_params, path, dist, fragment):

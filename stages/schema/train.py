@@ -65,6 +65,10 @@ class TrainParams(Section):
     batch_size: int = Field(64, ge=1)
     use_augmented: bool = True
     use_tuned: bool = True
+    fit_on: Literal["train", "train+val"] = Field(
+        "train+val",
+        description="rows the final model is fit on; train+val = refit after tuning chose on val",
+    )
     resume: bool = False
     loss: Literal["auto", "cross_entropy", "mse", "huber", "l1"] = "auto"
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
@@ -108,6 +112,26 @@ class TrainParams(Section):
         if v not in (*allowed, "val/r2"):
             raise ValueError(f"expected one of {', '.join((*allowed, 'val/r2'))}")
         return v
+
+    @model_validator(mode="after")
+    def _val_unseen_where_it_chooses(self):
+        """With val rows in the fit, choosing an epoch by a val metric would choose on seen rows."""
+        if self.fit_on == "train+val":
+            choosers = [
+                key
+                for key, on in (
+                    ("train.early_stopping.enabled = true", self.early_stopping.enabled),
+                    ("train.ship = 'best'", self.ship == "best"),
+                )
+                if on
+            ]
+            if choosers:
+                which = " and ".join(choosers)
+                raise ValueError(
+                    f"train.fit_on = 'train+val' fits on the val rows, but {which} picks the "
+                    "epoch by a val metric; set train.fit_on: train to keep val unseen"
+                )
+        return self
 
     @model_validator(mode="after")
     def _strategy_fits_devices(self):

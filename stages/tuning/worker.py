@@ -67,8 +67,12 @@ STORAGE_ERRORS = _storage_errors()
 
 
 def trial_config(raw: dict[str, Any], tune: TuneParams, point: dict[str, Any]) -> config.Params:
-    """The params of one trial: the base file with the sampled values and trial epochs."""
-    merged = apply_overrides(raw, {**point, "train.max_epochs": tune.max_epochs})
+    """The params of one trial: the base file with the sampled values and trial epochs.
+
+    A trial always fits on train alone (`train.fit_on: train`): it is scored on val.
+    """
+    fixed = {"train.max_epochs": tune.max_epochs, "train.fit_on": "train"}
+    merged = apply_overrides(raw, {**point, **fixed})
     try:
         return config.validate(merged)
     except config.ConfigError as exc:
