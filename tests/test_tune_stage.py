@@ -89,6 +89,9 @@ def test_repro_tune_nested_runs_and_best_params_feed_train(repo_copy, tmp_path):
     best = yaml.safe_load((repo_copy / "tuning/best_params.yaml").read_text())
     assert set(best) <= {"train.optimizer.lr", "model.width"} and best
     assert (repo_copy / "tuning/plots/history.png").exists()
+    for t in _study(repo_copy).get_trials():  # steps = epochs trained, Hyperband's resource
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            assert sorted(t.intermediate_values) == [1, 2]  # tune.max_epochs = 2
 
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
     exp = client.get_experiment_by_name("tune-test")

@@ -89,7 +89,10 @@ class PruneOnEpoch(L.Callback):
                 if self.best is None or (value > self.best) == self.maximize:
                     self.best = value
                     trial.set_user_attr(BEST_VALUE, value)
-                trial.report(value, epoch)
+                # step = epochs trained so far (the pruner's resource), not Lightning's
+                # 0-based epoch index: with min_resource 1 the first rung then comes after
+                # one epoch, and the last report reaches max_resource = tune.max_epochs
+                trial.report(value, epoch + 1)
                 prune = trial.should_prune()
                 if prune:
                     trial.set_user_attr(PRUNED_AT, epoch)

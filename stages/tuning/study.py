@@ -76,7 +76,8 @@ def make_pruner(tune: TuneParams) -> optuna.pruners.BasePruner:
             min_resource=1, reduction_factor=tune.reduction_factor
         )
     if tune.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+        # steps are epochs trained (1-based): no pruning before the second epoch's report
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2)
     return optuna.pruners.NopPruner()
 
 
