@@ -144,7 +144,9 @@ def make_train_trial(
             attrs = trial.storage.get_trial(trial._trial_id).user_attrs  # rank 0 may be a child
             pruned_at = pruning.pruned_at if pruning.pruned_at is not None else attrs.get(PRUNED_AT)
             if pruned_at is not None:
-                raise optuna.TrialPruned(f"pruned at epoch {pruned_at} ({metric} not promising)")
+                raise optuna.TrialPruned(
+                    f"pruned after {pruned_at + 1} epoch(s) ({metric} not promising)"
+                )
             value = result.get(metric, attrs.get(BEST_VALUE))
             if value is None:
                 raise TrialFault(f"{metric} was never logged (result: {sorted(result)})")
