@@ -106,7 +106,13 @@ def build_scheduler(
             return sched.LambdaLR(optimizer, lambda s: 1.0)
         max_lr = [g["lr"] for g in optimizer.param_groups]
         pct = min(max(pct_start, 2.0 / total_steps), 1.0 - 2.0 / total_steps)  # phases >= 1 step
-        return sched.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct)
+        # momentum is cycled only where the optimizer has some: adagrad has none (torch
+        # refuses), and plain sgd (momentum 0) must not gain it
+        d = optimizer.defaults
+        cycle = "betas" in d or d.get("momentum", 0) > 0
+        return sched.OneCycleLR(
+            optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct, cycle_momentum=cycle
+        )
     if name == "warmup_cosine":
         warmup = min(total_steps - 1, round(warmup_epochs * steps_per_epoch))
         base = [g["lr"] for g in optimizer.param_groups]

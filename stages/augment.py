@@ -35,10 +35,13 @@ def run(cfg: config.Params, prepared: str | Path, out_dir: str | Path) -> dict[s
     aug = cfg.augment
     copies = aug.multiplier - 1 if aug.enabled else 0
     splits = {}
-    # one independent, reproducible stream per split and copy (multiplier <= 100)
+    train_X = io.load_npz(prepared / "train.npz", "X")["X"]
+    # one independent, reproducible stream per split and copy (multiplier <= 100); jitter is
+    # scaled by the train split's feature spread for both
     for name, stream in (("train", 0), ("val", 500)):
         rows = io.load_npz(prepared / f"{name}.npz", "X", "y")
-        splits[name] = _expand(rows["X"], rows["y"], schema, aug, copies, cfg.seed * 1000 + stream)
+        seed = cfg.seed * 1000 + stream
+        splits[name] = _expand(rows["X"], rows["y"], schema, aug, copies, seed, train_X)
     with io.atomic_dir(out_dir) as tmp:
         for name, arrays in splits.items():
             io.save_npz(tmp / f"{name}.npz", **arrays)
@@ -60,12 +63,18 @@ def run(cfg: config.Params, prepared: str | Path, out_dir: str | Path) -> dict[s
 
 
 def _expand(
-    X: np.ndarray, y: np.ndarray, schema: dict[str, Any], aug: AugmentParams, copies: int, seed: int
+    X: np.ndarray,
+    y: np.ndarray,
+    schema: dict[str, Any],
+    aug: AugmentParams,
+    copies: int,
+    seed: int,
+    reference: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """The rows followed by `copies` augmented copies, with their source row and flag."""
     parts_X, parts_y = [X], [y]
     for copy in range(copies):
-        Xa, ya = _augment_once(X, y, schema, aug, seed + copy)
+        Xa, ya = _augment_once(X, y, schema, aug, seed + copy, reference)
         parts_X.append(Xa)
         parts_y.append(ya)
     return {
@@ -84,8 +93,14 @@ def read_schema(prepared: Path) -> dict[str, Any]:
 
 
 def _augment_once(
-    X: np.ndarray, y: np.ndarray, schema: dict[str, Any], aug: AugmentParams, seed: int
+    X: np.ndarray,
+    y: np.ndarray,
+    schema: dict[str, Any],
+    aug: AugmentParams,
+    seed: int,
+    reference: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
+    """One augmented copy of X; `reference` (the train rows) sets the jitter's scale."""
     if schema["modality"] == "image":
         from lightning_modules.image_augment import augment_images
 
@@ -99,7 +114,7 @@ def _augment_once(
     out_X, out_y = X, y
     if t.jitter.enabled and t.jitter.p > 0:
         axes = tuple(range(X.ndim - 1))
-        feature_std = X.std(axis=axes).astype(np.float32)
+        feature_std = reference.std(axis=axes).astype(np.float32)
         out_X = _jitter(out_X, rng, t.jitter.p, t.jitter.std, feature_std, mask)
     if t.mixup.enabled and t.mixup.p > 0:
         from stages.tabular_augment import mixup_same_class

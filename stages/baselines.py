@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             inputs=inputs,
         ):
             mlflow.set_tag("fit_on", cfg.train.fit_on)
+            mlflow.log_param("train.fit_on", cfg.train.fit_on)  # the rows, as for train
             results = run(
                 cfg,
                 args.prepared,

@@ -223,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             import mlflow
 
             mlflow.set_tag("fit_on", cfg.train.fit_on)
+            mlflow.log_param("train.fit_on", cfg.train.fit_on)  # the rows, as for train
             rows = run(cfg, paths, VariantRuns(active))
             mlflow.log_artifact(str(paths.metrics))
             mlflow.log_artifact(str(paths.plot))

@@ -75,7 +75,6 @@ def validate_space(
 ) -> None:
     """Refuse unknown paths and bounds/choices the schema would reject at that path."""
     problems = []
-    raw = set_dotted(raw, "train.fit_on", "train")  # as in every trial (see TRIAL_FIXED)
     for path, dist in space.items():
         if path.startswith(("tune.", "mlflow.", "seed")):
             problems.append(

@@ -19,7 +19,7 @@ from typing import Any
 from stages import config, fit_rows, io
 from stages.cli import parser, run_main
 from stages.errors import UserError
-from stages.train_resume import ResumePoint, resume_point
+from stages.train_resume import ResumePoint, check_same_rows, resume_point
 from stages.train_setup import check_compatible, load_params, module_args, monitor_of
 
 SECTIONS = ("seed", "model", "train")
@@ -130,7 +130,14 @@ def run(
     )
     monitor, mode = monitor_of(cfg, schema)
     history = History(sink, since=_process_start())
-    extra = [history, CheckpointExtras({"mlflow_run_id": run_id, "max_epochs": t.max_epochs})]
+    saved = {
+        "mlflow_run_id": run_id,
+        "max_epochs": t.max_epochs,
+        "fit_on": t.fit_on,
+        "fit_rows": len(train["y"]),
+        "batch_size": t.batch_size,
+    }
+    extra = [history, CheckpointExtras(saved)]
     if t.log_per_step and sink is not None:
         extra.append(StepLoss(sink, t.log_every_n_steps))
     trainer = build_trainer(
@@ -156,7 +163,9 @@ def run(
         callbacks=[*extra, *callbacks],
     )
     if t.resume and resume is None:
-        resume = resume_point(paths.checkpoints, t.max_epochs, t.scheduler.name)
+        resume = _resume_point(paths, t)
+    if t.resume and resume is not None:
+        check_same_rows(resume, len(train["y"]))
     resume_from = resume.checkpoint if t.resume and resume is not None else None
     try:
         trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
@@ -185,6 +194,10 @@ def run(
         startup=history.startup_seconds,
         module=None if checkpoints else module,
     )
+
+
+def _resume_point(paths: Paths, t) -> ResumePoint:
+    return resume_point(paths.checkpoints, t.max_epochs, t.scheduler.name, t.fit_on, t.batch_size)
 
 
 def _process_start() -> float:
@@ -218,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         point = ResumePoint(None, None)
         t = cfg.train
         if t.resume:  # refuse a hostile/unloadable checkpoint before any MLflow run
-            point = resume_point(paths.checkpoints, t.max_epochs, t.scheduler.name)
+            point = _resume_point(paths, t)
         if global_rank(t.devices) != 0:
             run(cfg, schema, paths, resume=point)
             return

@@ -25,6 +25,19 @@ SECTIONS = ("seed", "model", "train", "augment", "tune")
 log = logging.getLogger("reprolab.tune")
 
 
+# train keys no trial depends on (fixed by the tune stage, or only about the final fit and
+# its logging): changing them must not start a new study. dvc.yaml leaves them out of tune.
+NOT_IN_TRIALS = (
+    "max_epochs",
+    "fit_on",
+    "use_tuned",
+    "resume",
+    "log_every_n_steps",
+    "log_per_step",
+    "progress_bar",
+)
+
+
 def study_name(cfg: config.Params, experiment: str, fingerprint: str) -> str:
     """Stable across re-runs of the same search; changes when the search itself changes."""
     if cfg.tune.study_name:
@@ -48,7 +61,7 @@ def study_name(cfg: config.Params, experiment: str, fingerprint: str) -> str:
         {
             "search": search,
             "model": dumped["model"],
-            "train": dumped["train"],
+            "train": {k: v for k, v in dumped["train"].items() if k not in NOT_IN_TRIALS},
             "augment": dumped["augment"],
             "seed": cfg.seed,
             "data": fingerprint,

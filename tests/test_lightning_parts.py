@@ -45,6 +45,20 @@ def test_fused_kernel_where_torch_has_one_same_updates(name):
     torch.testing.assert_close(weights[0], weights[1], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_onecycle_runs_with_every_optimizer(name):
+    """Momentum is cycled only where the optimizer has some (adagrad has none)."""
+    layer = torch.nn.Linear(3, 1)
+    opt = build_optimizer(layer.parameters(), name, lr=0.1)
+    sched = build_scheduler(opt, "onecycle", total_steps=8, steps_per_epoch=4)
+    for _ in range(8):
+        layer(torch.ones(2, 3)).sum().backward()
+        opt.step()
+        sched.step()
+    if name == "sgd":
+        assert opt.param_groups[0]["momentum"] == 0
+
+
 def test_no_fused_kernel_for_integer_params():
     assert not can_fuse("adamw", [torch.zeros(2, dtype=torch.long)])
     assert can_fuse("adagrad", [torch.zeros(2)]) and not can_fuse("rmsprop", [torch.zeros(2)])

@@ -265,3 +265,12 @@ def test_refit_fits_on_train_plus_val_rows(make_params, prepared, tmp_path):
             schema,
             paths,
         )
+
+
+def test_resume_over_other_fit_rows_is_refused(tmp_path):
+    from stages.train_resume import ResumePoint, check_same_rows
+
+    point = ResumePoint(tmp_path / "last.ckpt", "run", {"fit_rows": 2514})
+    check_same_rows(point, 2514)
+    with pytest.raises(UserError, match="started on 2514 fit rows, the data now has 3054"):
+        check_same_rows(point, 3054)

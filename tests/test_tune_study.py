@@ -46,17 +46,20 @@ def test_valid_space_passes(shipped_params):
     validate_space(_tune().search_space, shipped_params)
 
 
-def test_trials_fit_on_train_so_early_stopping_is_searchable(shipped_params):
-    """The shipped refit (fit_on train+val) refuses early stopping; a trial fits on train."""
+def test_trials_fit_on_train_and_the_refit_cannot_take_an_early_stopped_best(shipped_params):
+    """A trial fits on train whatever train.fit_on says; but a searched early-stopping or
+    ship-best value could not be overlaid on the train+val refit, so it is refused first."""
     from stages.tuning.worker import trial_config
 
     assert shipped_params["train"]["fit_on"] == "train+val"
+    cfg = trial_config(shipped_params, _tune(max_epochs=3), {"model.width": 16})
+    assert (cfg.train.fit_on, cfg.train.max_epochs, cfg.model.width) == ("train", 3, 16)
     path = "train.early_stopping.enabled"
     space = {path: Distribution.model_validate({"type": "categorical", "choices": [True]})}
-    validate_space(space, shipped_params)
-    cfg = trial_config(shipped_params, _tune(max_epochs=3), {path: True})
-    assert cfg.train.fit_on == "train" and cfg.train.early_stopping.enabled
-    assert cfg.train.max_epochs == 3
+    with pytest.raises(ConfigError, match=r"early_stopping.enabled: value True.*fit_on: train"):
+        validate_space(space, shipped_params)
+    kept_unseen = {**shipped_params, "train": {**shipped_params["train"], "fit_on": "train"}}
+    validate_space(space, kept_unseen)
 
 
 @pytest.mark.parametrize(
@@ -164,6 +167,17 @@ def test_journal_study_resumes_by_name(tmp_path):
     study.optimize(lambda t: suggest(t, tune.search_space)["augment.multiplier"], n_trials=3)
     again = st.open_study(tune, "s", 0, journal)
     assert st.count(again) == 3 and not st.budget_left(again, tune)
+
+
+def test_a_study_from_before_the_epochs_trained_steps_is_flagged(tmp_path, caplog):
+    tune = _tune()
+    journal = tmp_path / "study" / "journal.log"
+    assert st.open_study(tune, "new", 0, journal).user_attrs[st.STEP_ATTR] == "epochs_trained"
+    old = optuna.create_study(study_name="old", storage=st.make_storage(tune, journal))
+    old.optimize(lambda t: 1.0, n_trials=1)  # an older reprolab: no step attribute
+    with caplog.at_level("WARNING", logger="reprolab.tune"):
+        st.open_study(tune, "old", 0, journal)
+    assert "reported Lightning's 0-based epoch" in caplog.text
 
 
 KILLED_WORKER = textwrap.dedent("""

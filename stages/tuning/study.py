@@ -22,6 +22,8 @@ log = logging.getLogger("reprolab.tune")
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 HOST_ATTR, PID_ATTR = "reprolab_host", "reprolab_pid"
+# what a trial's intermediate step counts: epochs trained (1..tune.max_epochs)
+STEP_ATTR, STEP_UNIT = "reprolab_step", "epochs_trained"
 
 
 def storage_url(tune: TuneParams) -> str | None:
@@ -89,7 +91,7 @@ def open_study(
     tune: TuneParams, name: str, seed: int, journal_path: Path, task: str = "classification"
 ) -> optuna.Study:
     """Create the study, or load it if it exists (resume)."""
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=name,
         storage=make_storage(tune, journal_path),
         sampler=make_sampler(tune, seed, len(tune.search_space)),
@@ -97,6 +99,16 @@ def open_study(
         directions=directions(tune, task),
         load_if_exists=True,
     )
+    if study.user_attrs.get(STEP_ATTR) != STEP_UNIT:
+        if study.get_trials(deepcopy=False, states=FINISHED):
+            log.warning(
+                "study %s was started by an older reprolab that reported Lightning's 0-based "
+                "epoch as the step; its trials' rungs sit one epoch later than new trials'. "
+                "Name a new study (tune.study_name) to compare like with like",
+                name,
+            )
+        study.set_user_attr(STEP_ATTR, STEP_UNIT)
+    return study
 
 
 def count(study: optuna.Study, states=FINISHED) -> int:

@@ -182,6 +182,12 @@ def test_resume_with_another_length_under_a_whole_run_schedule_is_refused(
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
     assert "train.max_epochs was 1 when this run started, now 2" in res.stderr
     assert len(_train_runs(tmp_path)) == 1
+    # other fit rows (the run started on train+val, the default) would not finish that run
+    cmd, _ = train_cli("len", {"train": {"resume": True, "fit_on": "train", **onecycle}})
+    res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert "train.fit_on was 'train+val' when this run started, now 'train'" in res.stderr
+    assert len(_train_runs(tmp_path)) == 1
     reliability.record(
         "fault",
         "`train.max_epochs` changed 1 -> 2 before a resume under onecycle",
