@@ -66,6 +66,11 @@ class History(L.Callback):
         if self.sink is not None and trainer.is_global_zero:
             self.sink(trainer.current_epoch, {k: v for k, v in row.items() if k != "epoch"})
 
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        close = getattr(self.sink, "close", None)  # a sink that buffers: write the rest
+        if close is not None:
+            close()
+
     def state_dict(self) -> dict[str, Any]:
         return {"rows": [dict(r) for r in self.rows]}
 

@@ -127,19 +127,22 @@ def make_train_trial(
         pruning = PruneOnEpoch(handle, metric, direction == "maximize", can_prune=not multi)
         with tempfile.TemporaryDirectory(prefix=f"reprolab-trial-{trial.number}-") as tmp:
             paths = train.Paths.under(Path(tmp), prepared, augmented)
+            sink = EpochSink(run.client.tracking_uri, run.run_id)
             try:
                 result = train.run(
                     trial_cfg,
                     schema,
                     paths,
                     callbacks=[pruning, *_fault_callbacks(trial.number)],
-                    sink=EpochSink(run.client.tracking_uri, run.run_id),
+                    sink=sink,
                     checkpoints=False,  # a trial is retried, never resumed
                 )
             except config.ConfigError as exc:
                 raise TrialFault(f"incompatible sampled params: {exc}") from None
             except UserError as exc:  # e.g. non-finite loss: this trial's own fault
                 raise TrialFault(str(exc)) from None
+            finally:
+                sink.close()  # the buffered epochs are in the run before it is ended
             trial.set_user_attr("epochs", result.get("epochs", 0))
             attrs = trial.storage.get_trial(trial._trial_id).user_attrs  # rank 0 may be a child
             pruned_at = pruning.pruned_at if pruning.pruned_at is not None else attrs.get(PRUNED_AT)
