@@ -34,25 +34,29 @@ def run(cfg: config.Params, prepared: str | Path, out_dir: str | Path) -> dict[s
     schema = read_schema(prepared)
     aug = cfg.augment
     copies = aug.multiplier - 1 if aug.enabled else 0
-    splits = {}
-    train_X = io.load_npz(prepared / "train.npz", "X")["X"]
+    inputs = {name: io.load_npz(prepared / f"{name}.npz", "X", "y") for name in ("train", "val")}
     # one independent, reproducible stream per split and copy (multiplier <= 100); jitter is
     # scaled by the train split's feature spread for both
-    for name, stream in (("train", 0), ("val", 500)):
-        rows = io.load_npz(prepared / f"{name}.npz", "X", "y")
-        seed = cfg.seed * 1000 + stream
-        splits[name] = _expand(rows["X"], rows["y"], schema, aug, copies, seed, train_X)
+    splits = {
+        name: _expand(
+            rows["X"],
+            rows["y"],
+            schema,
+            aug,
+            copies,
+            cfg.seed * 1000 + stream,
+            inputs["train"]["X"],
+        )
+        for (name, rows), stream in zip(inputs.items(), (0, 500), strict=True)
+    }
     with io.atomic_dir(out_dir) as tmp:
         for name, arrays in splits.items():
             io.save_npz(tmp / f"{name}.npz", **arrays)
-        train = splits["train"]
+        n, out = len(inputs["train"]["y"]), splits["train"]["X"]
         if schema["modality"] == "image" and copies and aug.sample_grid:
-            n = int((~train["augmented"]).sum())
-            _sample_grid(
-                train["X"][:n], train["X"][n : 2 * n], aug.sample_grid, tmp / "samples.png"
-            )
+            _sample_grid(out[:n], out[n : 2 * n], aug.sample_grid, tmp / "samples.png")
     metrics = {
-        "rows_in": int((~splits["train"]["augmented"]).sum()),
+        "rows_in": n,
         "rows_out": len(splits["train"]["y"]),
         "val_rows_out": len(splits["val"]["y"]),
         "copies": copies,

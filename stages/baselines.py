@@ -65,13 +65,7 @@ def run(
     # the same rows as the network (train.fit_on), so the leaderboard compares like with like
     train, fit_files = fit_rows.load(train_dir, cfg.train.fit_on)
     val = io.load_npz(prepared / "val.npz", "X", "y")
-    log.info(
-        "fit_on=%s fit=%s rows=%d%s",
-        cfg.train.fit_on,
-        fit_rows.describe(fit_files),
-        len(train["y"]),
-        " (val scores are in-sample)" if cfg.train.fit_on == "train+val" else "",
-    )
+    log.info(fit_rows.describe(cfg.train.fit_on, fit_files, len(train["y"])))
     if schema["modality"] == "sequence":
         log.info("note: sequences are flattened to (rows, steps*features) for the baselines")
     head = _head(schema, prepared)

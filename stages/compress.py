@@ -79,18 +79,11 @@ def run(cfg: config.Params, paths: Paths = Paths(), tracker=None) -> dict[str, d
     train, fit_files = fit_rows.load(
         paths.augmented if c.use_augmented else paths.prepared, cfg.train.fit_on
     )
-    train_file = fit_rows.describe(fit_files)
     val = io.load_npz(paths.prepared / "val.npz", "X", "y")
     X_val, y_val = val["X"].astype("float32"), val["y"]
     task, name_of_metric = meta["task"], metric_name(meta["task"])
-    log.info(
-        "model=%s arch=%s task=%s train=%s rows=%d",
-        paths.model,
-        meta["arch"],
-        task,
-        train_file,
-        len(train["y"]),
-    )
+    fit = fit_rows.describe(cfg.train.fit_on, fit_files, len(train["y"]))
+    log.info("model=%s arch=%s task=%s %s", paths.model, meta["arch"], task, fit)
     rows: dict[str, dict[str, Any]] = {}
     original = measure(torch_runner(teacher), X_val, y_val, task, [paths.model], c.latency)
     n, nz = cv._counts(teacher)

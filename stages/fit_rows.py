@@ -39,5 +39,7 @@ def load(source: Path, fit_on: str) -> tuple[dict[str, np.ndarray], list[Path]]:
     return rows, paths
 
 
-def describe(paths: list[Path]) -> str:
-    return " + ".join(str(p) for p in paths)
+def describe(fit_on: str, paths: list[Path], rows: int) -> str:
+    """The log line's account of the fit rows (says when val scores are in-sample)."""
+    text = f"fit_on={fit_on} fit={' + '.join(str(p) for p in paths)} rows={rows}"
+    return text + (" (val rows are in the fit: val scores are in-sample)" if len(paths) > 1 else "")

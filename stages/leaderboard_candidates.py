@@ -45,6 +45,7 @@ def discover(
     found: list[Candidate] = []
     notes: list[str] = []
     index_path = baselines_dir / "index.json"
+    index: dict[str, Any] = {}
     if index_path.exists():
         index = json.loads(index_path.read_text())
         for name, entry in index["models"].items():
@@ -69,15 +70,15 @@ def discover(
             found.extend(_networks([(path.stem, path)], task, "compressed", notes))
         elif path.is_file():
             notes.append(f"compressed {path.name}: unknown format {path.suffix!r}, skipped")
-    notes += _fit_rows_mismatch(index_path, found)
+    notes += _fit_rows_mismatch(index, found)
     return found, notes
 
 
-def _fit_rows_mismatch(index_path: Path, found: list[Candidate]) -> list[str]:
+def _fit_rows_mismatch(index: dict[str, Any], found: list[Candidate]) -> list[str]:
     """A note when the network and the baselines were fit on different rows (train.fit_on)."""
-    if not index_path.exists():
+    if not index:
         return []
-    baselines = json.loads(index_path.read_text()).get("fit_on", "train")
+    baselines = index.get("fit_on", "train")
     for c in found:
         if c.kind == "network":
             network = c.params.get("train", {}).get("fit_on", "train")

@@ -116,12 +116,7 @@ def run(
     )
     val = io.load_npz(paths.prepared / "val.npz", "X", "y")
     log.info(
-        "fit_on=%s fit=%s rows=%d val_rows=%d%s",
-        t.fit_on,
-        fit_rows.describe(fit_files),
-        len(train["y"]),
-        len(val["y"]),
-        " (val rows are in the fit: val metrics are in-sample)" if t.fit_on == "train+val" else "",
+        "%s val_rows=%d", fit_rows.describe(t.fit_on, fit_files, len(train["y"])), len(val["y"])
     )
     args = module_args(cfg, schema)
     module = TaskModule(**args)
