@@ -24,7 +24,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from stages import config, evaluate, prepare  # noqa: E402
+from stages import config  # noqa: E402
+from stages.evaluate import stage as evaluate  # noqa: E402
+from stages.prepare import stage as prepare  # noqa: E402
 
 
 def bench(dataset: str, work: Path) -> tuple[float, dict]:

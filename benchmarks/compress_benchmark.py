@@ -33,7 +33,9 @@ def test_accuracy(path: Path, X: np.ndarray, y: np.ndarray) -> float:
 
 def main() -> int:
     logging.basicConfig(level=logging.WARNING)
-    from stages import compress, config, train
+    from stages import config
+    from stages.compress import stage as compress
+    from stages.train import stage as train
 
     cfg = config.load(sys.argv[1] if len(sys.argv) > 1 else "params.yaml")
     schema = json.loads(Path("data/prepared/schema.json").read_text())

@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from train_overhead import params  # noqa: E402
 
-from stages import io  # noqa: E402
-from stages.train import Paths, run  # noqa: E402
+from stages.common import io  # noqa: E402
+from stages.train.stage import Paths, run  # noqa: E402
 
 ARCHS = ("mlp", "cnn", "resnet", "transformer", "lstm", "gru")
 PRECISIONS = ("32", "bf16-mixed")

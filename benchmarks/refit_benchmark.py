@@ -27,9 +27,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stages import config, io  # noqa: E402
-from stages.search_space import apply_overrides  # noqa: E402
-from stages.train import Paths, run  # noqa: E402
+from stages import config  # noqa: E402
+from stages.common import io  # noqa: E402
+from stages.common.search_space import apply_overrides  # noqa: E402
+from stages.train.stage import Paths, run  # noqa: E402
 
 
 def count_errors(raw: dict, schema: dict, test: dict, tmp: Path) -> tuple[int, float]:

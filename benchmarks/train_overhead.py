@@ -31,9 +31,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stages import config, io  # noqa: E402
-from stages.train import Paths, run  # noqa: E402
-from stages.train_setup import module_args  # noqa: E402
+from stages import config  # noqa: E402
+from stages.common import io  # noqa: E402
+from stages.train.setup import module_args  # noqa: E402
+from stages.train.stage import Paths, run  # noqa: E402
 
 
 def params(

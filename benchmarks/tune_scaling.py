@@ -27,8 +27,8 @@ from pathlib import Path
 import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.schema.tune import TuneParams  # noqa: E402
-from stages.tuning import study as st  # noqa: E402
+from stages.schema.tune import TuneParams
+from stages.tune import study as st
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 SLEEP = 0.2

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from lightning_modules.layers import activation
-from lightning_modules.networks import layout
+from lightning_modules.layouts import layout
 
 
 class FeatureTokens(nn.Module):

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from lightning_modules.layers import norm1d
-from lightning_modules.networks import layout
+from lightning_modules.layouts import layout
 
 
 class Recurrent(nn.Module):

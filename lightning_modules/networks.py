@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from lightning_modules.layers import activation, init_weights, norm1d
+from lightning_modules.layouts import layout
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,6 @@ def _registry() -> dict[str, Callable[..., nn.Module]]:
 
 
 ARCHS = ("mlp", "cnn", "resnet", "transformer", "lstm", "gru")
-LAYOUTS = {1: "table", 2: "sequence", 3: "image"}
 SUPPORTED = {
     "mlp": ("table", "sequence", "image"),
     "cnn": ("image",),
@@ -99,12 +99,6 @@ SUPPORTED = {
     "lstm": ("sequence", "image"),
     "gru": ("sequence", "image"),
 }
-
-
-def layout(input_shape) -> str:
-    if len(input_shape) not in LAYOUTS:
-        raise ValueError(f"input_shape {list(input_shape)}: expected (F,), (T, F) or (C, H, W)")
-    return LAYOUTS[len(input_shape)]
 
 
 def build_network(

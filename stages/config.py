@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
-from stages.errors import ConfigError
+from stages.runtime.errors import ConfigError
 from stages.schema.augment import AugmentParams
 from stages.schema.base import Section
 from stages.schema.baselines import BaselinesParams

@@ -121,7 +121,7 @@ def train_cli(shipped_params, tmp_path):
     """Run `python -m stages.train` on prepared digits in tmp_path with param overrides."""
     prepared = tmp_path / "prepared"
     cfg_raw = deep_update(shipped_params, {"data": {"source": "digits"}})
-    from stages import prepare
+    from stages.prepare import stage as prepare
 
     prepare.run(config.validate(cfg_raw, tmp_path / "params.yaml"), prepared, root=tmp_path)
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from lightning_modules.image_augment import ImageAugmentSpec, augment_images
-from stages import augment, prepare
-from stages.tabular_augment import jitter, mixup_same_class
+from stages.augment import stage as augment
+from stages.augment.tabular import jitter, mixup_same_class
+from stages.prepare import stage as prepare
 
 
 @pytest.fixture
@@ -151,7 +152,7 @@ def test_mixup_keeps_class_and_blends_regression_targets():
 
 
 def test_missing_prepared_input_names_the_command(make_params, tmp_path):
-    from stages.errors import UserError
+    from stages.runtime.errors import UserError
 
     with pytest.raises(UserError, match="dvc repro prepare"):
         augment.run(make_params(), tmp_path / "nope", tmp_path / "out")

@@ -8,8 +8,10 @@ import logging
 import numpy as np
 import pytest
 
-from stages import augment, baselines, prepare
-from stages.errors import ConfigError, UserError
+from stages.augment import stage as augment
+from stages.baselines import stage as baselines
+from stages.prepare import stage as prepare
+from stages.runtime.errors import ConfigError, UserError
 from stages.schema.baselines import ESTIMATORS
 
 # shrunk so every model fits in well under a second

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, mean_absolute_error, r2_score
 
-from stages import bootstrap, leaderboard
+from stages.evaluate import bootstrap, leaderboard
 
 
 def _naive(metric, y, pred, idx):

@@ -30,8 +30,8 @@ from lightning_modules.quantize import (
     session,
     verify_onnx,
 )
-from stages import compress
-from stages.errors import ConfigError, UserError
+from stages.compress import stage as compress
+from stages.runtime.errors import ConfigError, UserError
 
 SHAPES = {"mlp": [20], "cnn": [1, 8, 8], "resnet": [3, 16, 16]}
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from stages import config
-from stages.errors import ConfigError
+from stages.runtime.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 

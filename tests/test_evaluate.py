@@ -7,8 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from stages import baselines, evaluate, prepare
-from stages.errors import UserError
+from stages.baselines import stage as baselines
+from stages.evaluate import stage as evaluate
+from stages.prepare import stage as prepare
+from stages.runtime.errors import UserError
 
 TINY = {"random_forest": {"n_estimators": 8}, "hist_gradient_boosting": {"max_iter": 10}}
 FAST = {"bootstrap": 200, "latency_repeats": 2, "latency_budget_s": 0.05}

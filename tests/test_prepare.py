@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from stages import prepare
-from stages.errors import DataError, UserError
+from stages.prepare import stage as prepare
+from stages.runtime.errors import DataError, UserError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from make_examples import make_houses, make_shapes  # noqa: E402

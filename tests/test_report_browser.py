@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from stages import baselines, evaluate, prepare
+from stages.baselines import stage as baselines
+from stages.evaluate import stage as evaluate
+from stages.prepare import stage as prepare
 
 BAD_CONSOLE = ("error", "assert")
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")

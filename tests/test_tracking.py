@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from stages import tracking
+from stages.runtime import tracking
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import yaml
 
-from stages import tracking_retry
+from stages.runtime import tracking_retry
 from tests.conftest import pipeline_env, write_params
 
 TINY = {"augment": {"multiplier": 2, "sample_grid": 4}}

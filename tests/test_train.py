@@ -11,9 +11,11 @@ import torch
 import yaml
 
 from lightning_modules.serialization import load_network, predict
-from stages import io, prepare, train
-from stages.errors import ConfigError, UserError
-from stages.train_setup import check_compatible, cpu_has_bf16, load_params
+from stages.common import io
+from stages.prepare import stage as prepare
+from stages.runtime.errors import ConfigError, UserError
+from stages.train import stage as train
+from stages.train.setup import check_compatible, cpu_has_bf16, load_params
 
 TINY = {
     "model": {"width": 4, "depth": 1},
@@ -268,7 +270,7 @@ def test_refit_fits_on_train_plus_val_rows(make_params, prepared, tmp_path):
 
 
 def test_resume_over_other_fit_rows_is_refused(tmp_path):
-    from stages.train_resume import ResumePoint, check_same_rows
+    from stages.train.resume import ResumePoint, check_same_rows
 
     point = ResumePoint(tmp_path / "last.ckpt", "run", {"fit_rows": 2514})
     check_same_rows(point, 2514)

@@ -10,7 +10,8 @@ import torch
 from lightning_modules.data import TensorDataModule
 from lightning_modules.fit import build_trainer
 from lightning_modules.module import TaskModule
-from stages import prepare, train
+from stages.prepare import stage as prepare
+from stages.train import stage as train
 
 pytestmark = [
     pytest.mark.gpu,

@@ -16,11 +16,11 @@ import mlflow
 import optuna
 import pytest
 
-from stages.errors import ConfigError
+from stages.common.search_space import schema_leaf, set_dotted, suggest, validate_space
+from stages.runtime.errors import ConfigError
 from stages.schema.tune import Distribution, TuneParams
-from stages.search_space import schema_leaf, set_dotted, suggest, validate_space
-from stages.tuning import study as st
-from stages.tuning.trial_runs import TrialRun
+from stages.tune import study as st
+from stages.tune.trial_runs import TrialRun
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -49,7 +49,7 @@ def test_valid_space_passes(shipped_params):
 def test_trials_fit_on_train_and_the_refit_cannot_take_an_early_stopped_best(shipped_params):
     """A trial fits on train whatever train.fit_on says; but a searched early-stopping or
     ship-best value could not be overlaid on the train+val refit, so it is refused first."""
-    from stages.tuning.worker import trial_config
+    from stages.tune.worker import trial_config
 
     assert shipped_params["train"]["fit_on"] == "train+val"
     cfg = trial_config(shipped_params, _tune(max_epochs=3), {"model.width": 16})

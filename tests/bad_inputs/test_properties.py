@@ -16,8 +16,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as s
 
-from stages import config, prepare
-from stages.errors import ConfigError, UserError
+from stages import config
+from stages.prepare import stage as prepare
+from stages.runtime.errors import ConfigError, UserError
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -52,7 +53,7 @@ keys = s.sampled_from(
 
 
 def _with(raw, path, value):
-    from stages.search_space import set_dotted
+    from stages.common.search_space import set_dotted
 
     return set_dotted(raw, path, value)
 

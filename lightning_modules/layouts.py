@@ -1,0 +1,12 @@
+"""What one sample's shape says about the data: a table row, a sequence or an image."""
+
+from __future__ import annotations
+
+LAYOUTS = {1: "table", 2: "sequence", 3: "image"}
+
+
+def layout(input_shape) -> str:
+    """'table' for (F,), 'sequence' for (T, F), 'image' for (C, H, W)."""
+    if len(input_shape) not in LAYOUTS:
+        raise ValueError(f"input_shape {list(input_shape)}: expected (F,), (T, F) or (C, H, W)")
+    return LAYOUTS[len(input_shape)]

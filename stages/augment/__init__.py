@@ -1,0 +1,1 @@
+"""augment stage: offline, seeded augmentation of the rows models are fit on."""

@@ -1,0 +1,215 @@
+"""augment stage: offline, seeded augmentation of the rows models are fit on.
+
+Writes `train.npz` with the original rows followed by `multiplier - 1` augmented copies
+(arrays `X`, `y`, `source_index`, `augmented`) and, for images, `samples.png`, a grid of
+originals above their augmented versions. `val.npz` is the same for the val rows, with
+their own seeds: it is read only by a refit (`train.fit_on: train+val`, see
+`stages/fit_rows.py`); validation itself always scores the prepared val rows. Test is
+never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stages import config
+from stages.common import io
+from stages.runtime.cli import parser, run_main
+from stages.schema.augment import AugmentParams
+
+SECTIONS = ("seed", "augment")
+log = logging.getLogger("reprolab.augment")
+
+
+def run(cfg: config.Params, prepared: str | Path, out_dir: str | Path) -> dict[str, Any]:
+    """Augment `prepared/{train,val}.npz` into `out_dir`. Returns the stage's metrics."""
+    start = time.perf_counter()
+    prepared = Path(prepared)
+    schema = io.read_schema(prepared)
+    aug = cfg.augment
+    copies = aug.multiplier - 1 if aug.enabled else 0
+    inputs = {name: io.load_npz(prepared / f"{name}.npz", "X", "y") for name in ("train", "val")}
+    # one independent, reproducible stream per split and copy (multiplier <= 100); jitter is
+    # scaled by the train split's feature spread for both
+    splits = {
+        name: _expand(
+            rows["X"],
+            rows["y"],
+            schema,
+            aug,
+            copies,
+            cfg.seed * 1000 + stream,
+            inputs["train"]["X"],
+        )
+        for (name, rows), stream in zip(inputs.items(), (0, 500), strict=True)
+    }
+    with io.atomic_dir(out_dir) as tmp:
+        for name, arrays in splits.items():
+            io.save_npz(tmp / f"{name}.npz", **arrays)
+        n, out = len(inputs["train"]["y"]), splits["train"]["X"]
+        if schema["modality"] == "image" and copies and aug.sample_grid:
+            _sample_grid(out[:n], out[n : 2 * n], aug.sample_grid, tmp / "samples.png")
+    metrics = {
+        "rows_in": n,
+        "rows_out": len(splits["train"]["y"]),
+        "val_rows_out": len(splits["val"]["y"]),
+        "copies": copies,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    log.info(" ".join(f"{k}={v}" for k, v in metrics.items()))
+    return metrics
+
+
+def _expand(
+    X: np.ndarray,
+    y: np.ndarray,
+    schema: dict[str, Any],
+    aug: AugmentParams,
+    copies: int,
+    seed: int,
+    reference: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The rows followed by `copies` augmented copies, with their source row and flag."""
+    parts_X, parts_y = [X], [y]
+    for copy in range(copies):
+        Xa, ya = _augment_once(X, y, schema, aug, seed + copy, reference)
+        parts_X.append(Xa)
+        parts_y.append(ya)
+    return {
+        "X": np.concatenate(parts_X),
+        "y": np.concatenate(parts_y),
+        "source_index": np.tile(np.arange(len(X)), copies + 1),
+        "augmented": np.repeat(np.arange(copies + 1) > 0, len(X)),
+    }
+
+
+def _augment_once(
+    X: np.ndarray,
+    y: np.ndarray,
+    schema: dict[str, Any],
+    aug: AugmentParams,
+    seed: int,
+    reference: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One augmented copy of X; `reference` (the train rows) sets the jitter's scale."""
+    if schema["modality"] == "image":
+        from lightning_modules.image_augment import augment_images
+
+        return augment_images(X, _image_spec(aug), seed), y.copy()
+    rng = np.random.default_rng(seed)
+    t = aug.tabular
+    if schema["modality"] == "table":
+        mask = np.asarray(schema["preprocessing"]["numeric_mask"], dtype=np.float32)
+    else:
+        mask = np.ones(X.shape[-1], dtype=np.float32)
+    out_X, out_y = X, y
+    if t.jitter.enabled and t.jitter.p > 0:
+        axes = tuple(range(X.ndim - 1))
+        feature_std = reference.std(axis=axes).astype(np.float32)
+        out_X = _jitter(out_X, rng, t.jitter.p, t.jitter.std, feature_std, mask)
+    if t.mixup.enabled and t.mixup.p > 0:
+        from stages.augment.tabular import mixup_same_class
+
+        out_X, out_y = mixup_same_class(
+            out_X, out_y, rng, t.mixup.p, t.mixup.alpha, schema["task"] == "classification"
+        )
+    return out_X, (out_y if out_y is not y else y.copy())
+
+
+def _jitter(X, rng, p, std, feature_std, mask):
+    from stages.augment.tabular import jitter
+
+    return jitter(X, rng, p, std, feature_std, mask)
+
+
+def _image_spec(aug: AugmentParams):
+    from lightning_modules.image_augment import ImageAugmentSpec
+
+    im = aug.image
+
+    def p(t):
+        return t.p if t.enabled else 0.0
+
+    return ImageAugmentSpec(
+        rotation_p=p(im.rotation),
+        rotation_degrees=im.rotation.degrees,
+        hflip_p=p(im.hflip),
+        vflip_p=p(im.vflip),
+        affine_p=p(im.affine),
+        translate=im.affine.translate,
+        scale=im.affine.scale,
+        color_p=p(im.color),
+        brightness=im.color.brightness,
+        contrast=im.color.contrast,
+        noise_p=p(im.noise),
+        noise_std=im.noise.std,
+        erasing_p=p(im.erasing),
+        erasing_scale=im.erasing.scale,
+    )
+
+
+def _sample_grid(before: np.ndarray, after: np.ndarray, n: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(n, len(before))
+    fig, axes = plt.subplots(2, n, figsize=(1.3 * n, 2.9), squeeze=False)
+    for i in range(n):
+        for row, imgs in enumerate((before, after)):
+            img = imgs[i]
+            ax = axes[row][i]
+            ax.imshow(
+                img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0),
+                cmap="gray" if img.shape[0] == 1 else None,
+                vmin=0,
+                vmax=1,
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[0][i].set_title(f"#{i}", fontsize=8)
+    axes[0][0].set_ylabel("original", fontsize=8)
+    axes[1][0].set_ylabel("augmented", fontsize=8)
+    fig.tight_layout()
+    with io.atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser("augment", "Offline, seeded augmentation of the training split.")
+    ap.add_argument("--prepared", default="data/prepared", help="prepare stage output")
+    ap.add_argument("--out", default="data/augmented", help="output directory")
+
+    def body(args):
+        cfg = config.load(args.params)
+        schema = io.read_schema(Path(args.prepared))
+        import mlflow
+
+        from stages.runtime import tracking
+
+        with tracking.stage_run(
+            "augment",
+            cfg,
+            SECTIONS,
+            dataset=schema["dataset"],
+            data_fingerprint=schema["fingerprint"],
+            inputs=[args.prepared],
+        ):
+            metrics = run(cfg, args.prepared, args.out)
+            mlflow.log_metrics(metrics)
+            grid = Path(args.out) / "samples.png"
+            if grid.exists():
+                mlflow.log_artifact(str(grid))
+
+    return run_main("augment", body, ap, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

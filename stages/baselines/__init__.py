@@ -1,0 +1,1 @@
+"""baselines stage: fit the scikit-learn models listed in `baselines.models`, score them on val."""

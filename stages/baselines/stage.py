@@ -1,0 +1,210 @@
+"""baselines stage: fit the scikit-learn models listed in `baselines.models`, score them on val.
+
+Each model is saved as `<name>.skops` (skops' pickle-free format: loading refuses any type
+not on an explicit allowlist, unlike joblib/pickle, which runs arbitrary code) as one
+Pipeline that carries the fitted preprocessing: the table's ColumnTransformer from
+`data/prepared/preprocessor.skops` (step "preprocess", so the pipeline accepts raw rows), or
+a flatten step for images and sequences. `index.json` lists the models with their
+hyperparameters and MLflow run ids. Tree models also get feature importances (CSV + PNG).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from stages import config
+from stages.baselines.tracking import jsonable
+from stages.common import fit_rows, io
+from stages.common.scores import default_headline, score
+from stages.common.skops_files import load_trusted, save_model
+from stages.runtime.cli import parser, run_main
+from stages.runtime.errors import UserError
+from stages.schema.baselines import ESTIMATORS, make_estimator
+
+log = logging.getLogger("reprolab.baselines")
+
+SECTIONS = ("seed", "baselines")
+
+
+# called once per fitted model: (name, pipeline, result, X_val) -> MLflow run id or None
+ModelLogger = Callable[[str, Any, dict[str, Any], np.ndarray], str | None]
+
+
+def run(
+    cfg: config.Params,
+    prepared: str | Path,
+    augmented: str | Path,
+    out_dir: str | Path,
+    metrics_path: str | Path,
+    importance_dir: str | Path,
+    log_model: ModelLogger | None = None,
+) -> dict[str, Any]:
+    """Fit, score and save every listed baseline that has a variant for the task.
+
+    Args:
+        cfg: validated params (reads `seed` and `baselines`).
+        prepared: prepare stage output (splits, schema.json, preprocessor.skops).
+        augmented: augment stage output, used when `baselines.use_augmented`.
+        out_dir: where `<name>.skops` and `index.json` go (replaced atomically).
+        metrics_path: `metrics/baselines.json` (val metrics and fit seconds per model).
+        importance_dir: feature-importance CSV + PNG per tree model (replaced atomically).
+        log_model: optional per-model hook (the MLflow nested run in `main`).
+
+    Returns:
+        {name: val metrics + fit_seconds} for the models that ran.
+    """
+    prepared = Path(prepared)
+    schema = io.read_schema(prepared)
+    task = schema["task"]
+    train_dir = Path(augmented) if cfg.baselines.use_augmented else prepared
+    # the same rows as the network (train.fit_on), so the leaderboard compares like with like
+    train, fit_files = fit_rows.load(train_dir, cfg.train.fit_on)
+    val = io.load_npz(prepared / "val.npz", "X", "y")
+    log.info(fit_rows.describe(cfg.train.fit_on, fit_files, len(train["y"])))
+    if schema["modality"] == "sequence":
+        log.info("note: sequences are flattened to (rows, steps*features) for the baselines")
+    head = _head(schema, prepared)
+    names = [n for n in cfg.baselines.models if task in ESTIMATORS[n]]
+    skipped = [n for n in cfg.baselines.models if n not in names]
+    if skipped:
+        log.info("note: no %s variant, skipped: %s", task, ", ".join(skipped))
+    if not names:
+        raise UserError(
+            f"baselines.models = {cfg.baselines.models!r}: none has a {task} variant; "
+            f"choose from {', '.join(n for n in ESTIMATORS if task in ESTIMATORS[n])}"
+        )
+    results: dict[str, dict[str, Any]] = {}
+    index: dict[str, Any] = {
+        "task": task,
+        "dataset": schema["dataset"],
+        "fit_on": cfg.train.fit_on,
+        "fit_rows": len(train["y"]),
+        "models": {},
+    }
+    with io.atomic_dir(out_dir) as tmp, io.atomic_dir(importance_dir) as imp:
+        for i, name in enumerate(names, 1):
+            hp = cfg.baselines.hyperparams.get(name, {})
+            est = make_estimator(name, task, hp, seed=cfg.seed)
+            start = time.perf_counter()
+            with threadpool_limits(cfg.baselines.n_threads):
+                model = est.fit(_flat(train["X"]), train["y"])
+                fit_s = time.perf_counter() - start
+                result = _val_metrics(task, model, val, schema)
+            result["fit_seconds"] = round(fit_s, 3)
+            pipe = _pipeline(head, model)
+            save_model(pipe, tmp / f"{name}.skops")
+            if hasattr(model, "feature_importances_"):
+                _importances(name, model, schema, imp, cfg.baselines.importance_top)
+            run_id = log_model(name, pipe, result, val["X"]) if log_model else None
+            results[name] = result
+            index["models"][name] = {
+                "file": f"{name}.skops",
+                "estimator": type(model).__name__,
+                "hyperparams": jsonable(model.get_params(deep=False)),
+                "mlflow_run_id": run_id,
+            }
+            metric = default_headline(task)
+            log.info(
+                "[%d/%d] model=%s val_%s=%.4f fit_s=%.2f",
+                i, len(names), name, metric, result[metric] or float("nan"), fit_s,
+            )  # fmt: skip
+        io.write_json(tmp / "index.json", index)
+    io.write_json(metrics_path, results)
+    return results
+
+
+def _flat(X: np.ndarray) -> np.ndarray:
+    return X.reshape(len(X), -1)
+
+
+def _head(schema: dict[str, Any], prepared: Path) -> tuple[str, Any]:
+    """The preprocessing step that turns what a user has into the model's 2-D input."""
+    from sklearn.preprocessing import FunctionTransformer
+
+    if schema["modality"] == "table":
+        return "preprocess", load_trusted(prepared / "preprocessor.skops")
+    width = int(np.prod(schema["input_shape"]))
+    return "flatten", FunctionTransformer(np.reshape, kw_args={"shape": (-1, width)})
+
+
+def _pipeline(head: tuple[str, Any], model: Any) -> Any:
+    from sklearn.pipeline import Pipeline
+
+    return Pipeline([head, ("model", model)])
+
+
+def _val_metrics(task, model, val, schema) -> dict[str, Any]:
+    X = _flat(val["X"])
+    proba = model.predict_proba(X) if hasattr(model, "predict_proba") else None
+    m = score(task, val["y"], model.predict(X), proba, schema.get("classes"))
+    m.pop("per_class", None)
+    return m
+
+
+def _importances(name, model, schema, out: Path, top: int) -> None:
+    from stages.baselines.importance import feature_names, plot_importances
+
+    values = np.asarray(model.feature_importances_, dtype=np.float64)
+    names = feature_names(schema, len(values))
+    order = np.argsort(-values, kind="stable")
+    with io.atomic_file(out / f"{name}.csv") as tmp:
+        lines = ["feature,importance"] + [f"{names[i]},{values[i]:.6g}" for i in order]
+        tmp.write_text("\n".join(lines) + "\n")
+    plot_importances(name, values, names, schema, top, out / f"{name}.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser("baselines", "Fit the scikit-learn baselines and score them on val.")
+    ap.add_argument("--prepared", default="data/prepared", help="prepare stage output")
+    ap.add_argument("--augmented", default="data/augmented", help="augment stage output")
+    ap.add_argument("--out", default="models/baselines", help="model directory")
+    ap.add_argument("--metrics", default="metrics/baselines.json", help="val metrics file")
+    ap.add_argument("--importance", default="plots/importance", help="importance CSV/PNG dir")
+
+    def body(args):
+        cfg = config.load(args.params)
+        schema = io.read_schema(Path(args.prepared))
+        import mlflow
+
+        from stages.baselines.tracking import baseline_logger
+        from stages.runtime import tracking
+
+        inputs = [args.prepared] + ([args.augmented] if cfg.baselines.use_augmented else [])
+        with tracking.stage_run(
+            "baselines",
+            cfg,
+            SECTIONS,
+            dataset=schema["dataset"],
+            data_fingerprint=schema["fingerprint"],
+            inputs=inputs,
+        ):
+            mlflow.set_tag("fit_on", cfg.train.fit_on)
+            mlflow.log_param("train.fit_on", cfg.train.fit_on)  # the rows, as for train
+            results = run(
+                cfg,
+                args.prepared,
+                args.augmented,
+                args.out,
+                args.metrics,
+                args.importance,
+                log_model=baseline_logger(),
+            )
+            mlflow.log_metrics(
+                {f"{n}.{k}": v for n, m in results.items() for k, v in m.items() if v is not None}
+            )
+            mlflow.log_artifact(args.metrics)
+            if Path(args.importance).exists():
+                mlflow.log_artifacts(args.importance, "importance")
+
+    return run_main("baselines", body, ap, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""scikit-learn model files: written with skops, loaded with an allowlist of trusted types.
+
+Baselines write them; evaluate (and serving) load them back. No pickle on the load path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from stages.common import io
+from stages.runtime.errors import UserError
+
+TRUSTED_PREFIXES = ("sklearn.",)
+TRUSTED_EXACT = ("numpy.reshape", "numpy.dtype")
+
+
+def scoring_pipeline(pipe: Any) -> Any:
+    """The part of a saved pipeline that takes prepared arrays (drops a table's preprocess)."""
+    return pipe[1:] if pipe.steps[0][0] == "preprocess" else pipe
+
+
+def save_model(pipe: Any, path: Path) -> None:
+    import skops.io as sio
+
+    with io.atomic_file(path) as tmp:
+        sio.dump(pipe, tmp)
+
+
+def load_trusted(path: str | Path) -> Any:
+    """Load a skops file written by this pipeline; refuse any type outside the allowlist."""
+    import skops.io as sio
+
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"missing {path}; run the stage that writes it first (`dvc repro`)")
+    untrusted = sio.get_untrusted_types(file=path)
+    refused = [t for t in untrusted if not (t.startswith(TRUSTED_PREFIXES) or t in TRUSTED_EXACT)]
+    if refused:
+        raise UserError(
+            f"{path}: refusing to load types {refused}; only scikit-learn objects "
+            f"(and {', '.join(TRUSTED_EXACT)}) are trusted in a model file"
+        )
+    return sio.load(path, trusted=untrusted)

@@ -1,0 +1,99 @@
+"""Measure one compressed variant: size, parameters, latency percentiles and val metric.
+
+Latency runs in the runtime the variant ships in (PyTorch for `.pt`, ONNX Runtime for
+`.onnx`) under the same fixed thread count, on val rows (batch 1: one row; batch 256: val
+rows tiled), after `warmup` untimed calls; p50 and p90 of up to `repeats` timed calls.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stages.common.latency import BATCHES, batch_of, limited_threads
+
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+def torch_runner(net) -> Runner:
+    import torch
+
+    def run(X: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return net(torch.as_tensor(X, dtype=torch.float32)).numpy()
+
+    net.eval()
+    return run
+
+
+def onnx_runner(path: str | Path, threads: int) -> Runner:
+    from lightning_modules.quantize import run_onnx, session
+
+    sess = session(path, threads)
+    return lambda X: run_onnx(sess, X, batch_size=max(len(X), 1))
+
+
+def latency(
+    run: Runner, X: np.ndarray, warmup: int, repeats: int, budget_s: float, threads: int
+) -> dict[str, float]:
+    """`latency_ms_b{1,256}_p{50,90}` in milliseconds."""
+    out: dict[str, float] = {}
+    with limited_threads(threads):
+        for size in BATCHES:
+            batch = np.ascontiguousarray(batch_of(X, size), dtype=np.float32)
+            for _ in range(warmup):
+                run(batch)
+            times: list[float] = []
+            deadline = time.perf_counter() + budget_s
+            while len(times) < repeats and (len(times) < 2 or time.perf_counter() < deadline):
+                start = time.perf_counter()
+                run(batch)
+                times.append(time.perf_counter() - start)
+            p50, p90 = np.percentile(times, [50, 90]) * 1000
+            out[f"latency_ms_b{size}_p50"] = round(float(p50), 4)
+            out[f"latency_ms_b{size}_p90"] = round(float(p90), 4)
+    return out
+
+
+def metric_name(task: str) -> str:
+    return "val_rmse" if task == "regression" else "val_acc"
+
+
+def val_metric(task: str, outputs: np.ndarray, y: np.ndarray) -> float:
+    """Accuracy from raw outputs (logits / one logit), or RMSE in original units."""
+    outputs = np.asarray(outputs, dtype=np.float64)
+    if task == "regression":
+        return float(np.sqrt(np.mean((outputs[:, 0] - y) ** 2)))
+    pred = outputs.argmax(axis=1) if task == "multiclass" else (outputs[:, 0] > 0).astype(int)
+    return float(np.mean(pred == y))
+
+
+def onnx_counts(path: str | Path) -> tuple[int, int]:
+    """(numbers, non-zero numbers) in an ONNX graph's initializers."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    arrays = [numpy_helper.to_array(t) for t in model.graph.initializer]
+    return int(sum(a.size for a in arrays)), int(sum(np.count_nonzero(a) for a in arrays))
+
+
+def measure(
+    run: Runner,
+    X: np.ndarray,
+    y: np.ndarray,
+    task: str,
+    files: list[Path],
+    lat: Any,
+) -> dict[str, Any]:
+    """Bytes on disk, latency percentiles and the val metric of one variant."""
+    from stages.common.sizes import bytes_on_disk
+
+    row: dict[str, Any] = {"bytes": bytes_on_disk(files)}
+    row |= latency(run, X, lat.warmup, lat.repeats, lat.budget_s, lat.threads)
+    row[metric_name(task)] = round(val_metric(task, run(X), y), 6)
+    return row

@@ -1,0 +1,235 @@
+"""compress stage: pruned, INT8 and distilled variants of the trained network, measured.
+
+Reads models/model.pt, the train split (fine-tuning, distillation, calibration) and the val
+split (metric and latency rows). Writes `models/compressed/<variant>.{pt,onnx}` (evaluate
+scores them all on the test split), `metrics/compression.json` (one row per variant, keyed
+by name) and `plots/compression.csv`. A variant that fails (an op ONNX Runtime cannot
+quantize, an arch structured pruning does not cover) becomes a `failed` row with the
+reason; the others still finish. MLflow: one compress run, one nested run per variant.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stages import config
+from stages.common import fit_rows, io
+from stages.runtime.cli import parser, run_main
+from stages.runtime.errors import UserError
+
+SECTIONS = ("seed", "compress")
+log = logging.getLogger("reprolab.compress")
+CSV_COLUMNS = (
+    "variant",
+    "method",
+    "status",
+    "runtime",
+    "params",
+    "nonzero_params",
+    "bytes",
+    "latency_ms_b1_p50",
+    "latency_ms_b1_p90",
+    "latency_ms_b256_p50",
+    "latency_ms_b256_p90",
+    "metric",
+    "delta",
+    "size_x_vs_onnx_fp32",
+    "speedup_b256_vs_onnx_fp32",
+)
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every path the stage reads or writes, as `dvc.yaml` passes them."""
+
+    prepared: Path = Path("data/prepared")
+    augmented: Path = Path("data/augmented")
+    model: Path = Path("models/model.pt")
+    out: Path = Path("models/compressed")
+    metrics: Path = Path("metrics/compression.json")
+    plot: Path = Path("plots/compression.csv")
+
+
+def run(cfg: config.Params, paths: Paths = Paths(), tracker=None) -> dict[str, dict[str, Any]]:
+    """Build, measure and write every variant switched on in `compress:`.
+
+    Args:
+        cfg: validated params (reads `seed` and `compress`).
+        paths: inputs and outputs.
+        tracker: optional `VariantRuns` (MLflow nested runs); None logs nowhere.
+
+    Returns:
+        metrics/compression.json's content: variant name -> row.
+    """
+    if not paths.model.exists():
+        raise UserError(f"missing trained model {paths.model}; produce it with `dvc repro train`")
+    import torch
+
+    from lightning_modules.serialization import load_network
+    from stages.compress import variants as cv
+    from stages.compress.measure import measure, metric_name, torch_runner
+
+    c = cfg.compress
+    torch.manual_seed(cfg.seed)
+    teacher, meta = load_network(paths.model)
+    # fine-tune and distill on the rows the network was fit on (train.fit_on)
+    train, fit_files = fit_rows.load(
+        paths.augmented if c.use_augmented else paths.prepared, cfg.train.fit_on
+    )
+    val = io.load_npz(paths.prepared / "val.npz", "X", "y")
+    X_val, y_val = val["X"].astype("float32"), val["y"]
+    task, name_of_metric = meta["task"], metric_name(meta["task"])
+    fit = fit_rows.describe(cfg.train.fit_on, fit_files, len(train["y"]))
+    log.info("model=%s arch=%s task=%s %s", paths.model, meta["arch"], task, fit)
+    rows: dict[str, dict[str, Any]] = {}
+    original = measure(torch_runner(teacher), X_val, y_val, task, [paths.model], c.latency)
+    n, nz = cv._counts(teacher)
+    rows["original"] = {
+        "method": "none",
+        "status": "ok",
+        "runtime": "pytorch",
+        "params": n,
+        "nonzero_params": nz,
+        **original,
+    }
+    with io.atomic_dir(paths.out) as out_dir:
+        ctx = cv.Context(
+            c,
+            cfg.seed,
+            teacher,
+            meta,
+            torch.as_tensor(train["X"]).float(),
+            torch.as_tensor(train["y"]),
+            X_val,
+            out_dir,
+        )
+        for name, method, produce in cv.jobs(c):
+            run_id = tracker.start(name, method) if tracker else None
+            ctx.run_ids[name] = run_id
+            row: dict[str, Any] = {"method": method}
+            try:
+                variant = produce(ctx, name)
+                row |= {
+                    "status": "ok",
+                    "runtime": variant.runtime,
+                    "params": variant.params,
+                    "nonzero_params": variant.nonzero_params,
+                }
+                row |= measure(variant.run, X_val, y_val, task, variant.files, c.latency)
+                row |= variant.info
+            except Exception as exc:  # recorded as this variant's failure row; others go on
+                row |= {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:1000]}
+                log.warning("variant=%s method=%s failed: %s", name, method, row["error"])
+                for leftover in out_dir.glob(f"{name}.*"):
+                    leftover.unlink()
+            except BaseException:  # Ctrl-C / SIGTERM: this variant's run ends KILLED too
+                if tracker and run_id:
+                    tracker.kill(run_id)
+                raise
+            rows[name] = row
+            if tracker:
+                tracker.finish(run_id, row)
+    _add_comparisons(rows, name_of_metric)
+    io.write_json(paths.metrics, rows)
+    write_csv(paths.plot, rows)
+    for name, row in rows.items():
+        log.info(
+            "variant=%s status=%s %s=%s delta=%s bytes=%s b256_p50=%s",
+            name,
+            row["status"],
+            name_of_metric,
+            row.get(name_of_metric),
+            row.get("delta"),
+            row.get("bytes"),
+            row.get("latency_ms_b256_p50"),
+        )
+    return rows
+
+
+def _add_comparisons(rows: dict[str, dict[str, Any]], metric: str) -> None:
+    """Delta vs the original's metric; size and batch-256 speed vs the fp32 ONNX reference."""
+    base = rows["original"].get(metric)
+    ref = rows.get("onnx_fp32", {})
+    for row in rows.values():
+        row["metric"] = metric
+        if row["status"] != "ok":
+            continue
+        row["delta"] = round(row[metric] - base, 6)
+        if ref.get("status") == "ok":
+            row["size_x_vs_onnx_fp32"] = round(ref["bytes"] / row["bytes"], 3)
+            row["speedup_b256_vs_onnx_fp32"] = round(
+                ref["latency_ms_b256_p50"] / row["latency_ms_b256_p50"], 3
+            )
+
+
+def write_csv(path: Path, rows: dict[str, dict[str, Any]]) -> None:
+    """plots/compression.csv: one line per variant for the size/latency/metric plot."""
+    metric = next(iter(rows.values()))["metric"]
+    columns = [*CSV_COLUMNS[:11], metric, *CSV_COLUMNS[11:]]
+    with io.atomic_file(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, columns, extrasaction="ignore")
+        writer.writeheader()
+        for name, row in rows.items():
+            writer.writerow({"variant": name, **row})
+
+
+def _require_model(path: Path) -> None:
+    if not path.exists():
+        raise UserError(f"missing trained model {path}; produce it with `dvc repro train`")
+    from lightning_modules.safe_load import load_checked
+
+    try:
+        load_checked(path)
+    except ValueError as exc:  # UnsafeFileError | CorruptFileError, both name the file
+        raise UserError(f"{exc}; re-create it with `dvc repro train`") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser("compress", "Prune, quantize and distill the trained model; measure each.")
+    ap.add_argument("--prepared", default="data/prepared", help="prepare stage output")
+    ap.add_argument("--augmented", default="data/augmented", help="augment stage output")
+    ap.add_argument("--model", default="models/model.pt", help="the trained network")
+    ap.add_argument("--out", default="models/compressed", help="variant files")
+    ap.add_argument("--metrics", default="metrics/compression.json", help="one row per variant")
+    ap.add_argument("--plot", default="plots/compression.csv", help="plot data")
+
+    def body(args):
+        cfg = config.load(args.params)
+        paths = Paths(*(Path(getattr(args, f)) for f in Paths.__dataclass_fields__))
+        _require_model(paths.model)  # missing/corrupt/hostile: refused before any MLflow run
+        from stages.common.io import read_schema
+        from stages.compress.tracking import VariantRuns
+        from stages.runtime import tracking
+
+        schema = read_schema(paths.prepared)
+        with tracking.stage_run(
+            "compress",
+            cfg,
+            SECTIONS,
+            dataset=schema["dataset"],
+            data_fingerprint=schema["fingerprint"],
+            inputs=[str(paths.model), str(paths.prepared), str(paths.augmented)],
+        ) as active:
+            import mlflow
+
+            mlflow.set_tag("fit_on", cfg.train.fit_on)
+            mlflow.log_param("train.fit_on", cfg.train.fit_on)  # the rows, as for train
+            rows = run(cfg, paths, VariantRuns(active))
+            mlflow.log_artifact(str(paths.metrics))
+            mlflow.log_artifact(str(paths.plot))
+            mlflow.log_metrics(
+                {
+                    "variants_ok": sum(r["status"] == "ok" for r in rows.values()),
+                    "variants_failed": sum(r["status"] != "ok" for r in rows.values()),
+                }
+            )
+
+    return run_main("compress", body, ap, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

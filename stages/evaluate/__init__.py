@@ -1,0 +1,1 @@
+"""evaluate stage: score every candidate on the untouched test split, with CIs, cost and plots."""

@@ -1,0 +1,193 @@
+"""evaluate stage: score every candidate on the untouched test split, with CIs, cost and plots.
+
+Candidates: each baseline, the trained network and each compressed variant whose files
+exist (missing ones are skipped with a note). One metric code path scores them all; a
+seeded bootstrap gives the headline's CI and the paired difference of the top candidate
+against each other; latency and size are measured the same way for all. Writes the
+leaderboard (a dvc metrics file), plots (dvc plots data + PNGs) and reports/report.{md,html}.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stages import config
+from stages.common import io, latency
+from stages.common.io import read_schema
+from stages.common.scores import TASK_HEADLINES, default_headline, score
+from stages.common.sizes import bytes_on_disk
+from stages.evaluate import bootstrap, leaderboard, report
+from stages.evaluate import plots as plots_evaluate
+from stages.evaluate.candidates import Candidate, discover
+from stages.runtime.cli import parser, run_main
+from stages.runtime.errors import UserError
+
+SECTIONS = ("seed", "evaluate")
+log = logging.getLogger("reprolab.evaluate")
+
+
+def run(
+    cfg: config.Params,
+    prepared: str | Path,
+    baselines_dir: str | Path,
+    model_path: str | Path,
+    compressed_dir: str | Path,
+    metrics_path: str | Path,
+    plots_dir: str | Path,
+    reports_dir: str | Path,
+    tracking_info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Score, compare and report every available candidate.
+
+    Args:
+        cfg: validated params (reads `seed` and `evaluate`).
+        prepared: prepare stage output (test split + schema.json).
+        baselines_dir: baselines stage output (index.json + models).
+        model_path: the trained network (optional: skipped with a note if missing).
+        compressed_dir: compressed variants (optional, likewise).
+        metrics_path: `metrics/leaderboard.json`.
+        plots_dir, reports_dir: output directories, each replaced atomically.
+        tracking_info: MLflow tracking URI and evaluate run id, shown in the report.
+
+    Returns:
+        The evaluation summary (leaderboard, comparisons, notes, per-class detail).
+    """
+    start = time.perf_counter()
+    prepared = Path(prepared)
+    schema = read_schema(prepared)
+    task, classes, ev = schema["task"], schema.get("classes"), cfg.evaluate
+    headline = _headline(ev.headline, task)
+    test = io.load_npz(prepared / "test.npz", "X", "y")
+    X, y = test["X"], test["y"]
+    candidates, notes = discover(task, Path(baselines_dir), Path(model_path), Path(compressed_dir))
+    for note in notes:
+        log.info("note: %s", note)
+    if not candidates:
+        raise UserError(
+            f"nothing to evaluate: no baselines in {baselines_dir}, no network at {model_path}, "
+            f"no compressed models in {compressed_dir}; run `dvc repro baselines` first"
+        )
+    scores, preds, detail, cis = {}, {}, {}, {}
+    for c in candidates:
+        scores[c.name], preds[c.name], detail[c.name] = _score_one(c, task, X, y, classes, cfg)
+        cis[c.name] = bootstrap.confidence_interval(
+            headline, y, preds[c.name][0], ev.bootstrap, cfg.seed, ev.confidence, len(classes or [])
+            or None
+        )  # fmt: skip
+        log.info(
+            "candidate=%s kind=%s test_%s=%.4f [%.4f, %.4f] b1=%.3fms",
+            c.name, c.kind, headline, scores[c.name][headline] or float("nan"), *cis[c.name],
+            scores[c.name]["latency_ms_b1"],
+        )  # fmt: skip
+    order = leaderboard.ranked(scores, headline)
+    comparisons = leaderboard.compare(
+        order[0], order[1:], y, {n: p[0] for n, p in preds.items()}, headline,
+        ev.bootstrap, cfg.seed, ev.confidence, len(classes) if classes else None,
+    )  # fmt: skip
+    board = leaderboard.leaderboard_json(task, headline, order, scores, cis, ev.confidence)
+    io.write_json(metrics_path, board)
+    with io.atomic_dir(plots_dir) as tmp:
+        images = plots_evaluate.write_all(
+            tmp, task, y, preds, order[0], classes, board["candidates"], headline
+        )
+    images = [Path(plots_dir) / p.name for p in images]
+    by_name = {c.name: c for c in candidates}
+    summary = {
+        "headline": headline,
+        "confidence": ev.confidence,
+        "leaderboard": board,
+        "comparisons": comparisons,
+        "notes": notes,
+        "kinds": {n: by_name[n].kind for n in order},
+        "run_ids": {n: by_name[n].run_id for n in order},
+        "per_class": {n: d for n, d in detail.items() if d},
+        "schema": schema,
+        "params": {
+            **config.section_dict(cfg, *SECTIONS),
+            "candidates": {n: by_name[n].params for n in order},
+        },
+        **(tracking_info or {}),
+    }
+    with io.atomic_dir(reports_dir) as tmp:
+        report.write(tmp, summary, images)
+        io.write_json(tmp / "evaluation.json", {k: v for k, v in summary.items() if k != "schema"})
+    for c in comparisons:
+        log.info("%s", c["text"])
+    log.info(
+        "best=%s candidates=%d seconds=%.2f", order[0], len(order), time.perf_counter() - start
+    )
+    summary["images"] = images
+    summary["candidates"] = by_name
+    summary["example"] = X[:5]
+    return summary
+
+
+def _headline(choice: str, task: str) -> str:
+    if choice == "auto":
+        return default_headline(task)
+    if choice not in TASK_HEADLINES[task]:
+        raise UserError(
+            f"evaluate.headline = {choice!r} does not apply to a {task} task; "
+            f"allowed: auto, {', '.join(TASK_HEADLINES[task])}"
+        )
+    return choice
+
+
+def _score_one(c: Candidate, task, X, y, classes, cfg) -> tuple[dict, tuple, dict]:
+    ev = cfg.evaluate
+    with latency.limited_threads(ev.threads):
+        pred, proba = c.predict(X)
+    metrics = score(task, y, pred, proba, classes, ev.calibration_bins)
+    per_class = metrics.pop("per_class", None)
+    metrics.update(
+        latency.measure(c.predict, X, ev.latency_repeats, ev.latency_budget_s, ev.threads)
+    )
+    metrics["n_params"] = int(c.n_params)
+    metrics["bytes"] = bytes_on_disk(c.files)
+    return metrics, (np.asarray(pred), proba), per_class
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser("evaluate", "Score every candidate on the test split; leaderboard and report.")
+    ap.add_argument("--prepared", default="data/prepared", help="prepare stage output")
+    ap.add_argument("--baselines", default="models/baselines", help="baselines stage output")
+    ap.add_argument("--model", default="models/model.pt", help="trained network (optional)")
+    ap.add_argument("--compressed", default="models/compressed", help="compressed (optional)")
+    ap.add_argument("--metrics", default="metrics/leaderboard.json", help="leaderboard file")
+    ap.add_argument("--plots", default="plots/evaluate", help="plots directory")
+    ap.add_argument("--reports", default="reports", help="report directory")
+
+    def body(args):
+        cfg = config.load(args.params)
+        schema = read_schema(Path(args.prepared))
+        from stages.evaluate.tracking import log_evaluation
+        from stages.runtime import tracking
+
+        with tracking.stage_run(
+            "evaluate",
+            cfg,
+            SECTIONS,
+            dataset=schema["dataset"],
+            data_fingerprint=schema["fingerprint"],
+            inputs=[args.prepared, args.baselines, args.model, args.compressed],
+        ) as active:
+            info = {
+                "tracking_uri": tracking.tracking_uri(cfg),
+                "evaluate_run_id": active.info.run_id,
+            }
+            summary = run(
+                cfg, args.prepared, args.baselines, args.model, args.compressed,
+                args.metrics, args.plots, args.reports, info,
+            )  # fmt: skip
+            log_evaluation(cfg, summary, schema, args.metrics, args.plots, args.reports)
+
+    return run_main("evaluate", body, ap, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

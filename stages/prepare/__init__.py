@@ -1,0 +1,1 @@
+"""prepare stage: read `data.source`, split, fit preprocessing on train, write the splits."""

@@ -1,0 +1,132 @@
+"""Image folders: one sub-folder per class, PNG/JPEG/..., grayscale or colour, any size.
+
+Two passes keep memory bounded: headers first (mode, size, corrupt files found before any
+pixel is decoded), then each image is decoded, converted, resized and written straight
+into one preallocated uint8 array.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from stages.prepare.sources.raw import RawData, fingerprint_files
+from stages.runtime.errors import DataError
+from stages.schema.data import DataParams
+
+log = logging.getLogger("reprolab.sources")
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+
+
+def load_image_folder(root: Path, data: DataParams) -> RawData:
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(
+            f"{root}: no class folders found; expected one sub-folder per class "
+            "(e.g. {root}/cat/*.png, {root}/dog/*.png)"
+        )
+    files, labels, skipped = [], [], []
+    for idx, name in enumerate(classes):
+        for path in sorted((root / name).rglob("*")):
+            if not path.is_file() or path.name.startswith("."):
+                continue
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                skipped.append(path)
+                continue
+            files.append(path)
+            labels.append(idx)
+    if skipped:
+        log.warning("%s: skipped %d non-image file(s), e.g. %s", root, len(skipped), skipped[0])
+    empty = [c for i, c in enumerate(classes) if i not in set(labels)]
+    if not files:
+        raise DataError(
+            f"{root}: class folders {classes} hold no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
+    if empty:
+        log.warning("%s: class folder(s) with no images ignored: %s", root, empty)
+    total = sum(p.stat().st_size for p in files)
+    if total > data.max_bytes:
+        raise DataError(
+            f"{root}: {total:,} bytes of images exceeds data.max_bytes = {data.max_bytes:,}"
+        )
+    modes, sizes = _scan_headers(files)
+    channels = 1 if set(modes) <= GRAY_MODES else 3
+    height, width = data.image_size or _most_common_size(sizes, root)
+    X = np.empty((len(files), channels, height, width), dtype=np.uint8)  # (N, C, H, W)
+    for i, path in enumerate(files):
+        X[i] = _decode(path, channels, (width, height))
+    mixed = len(set(sizes)) > 1 or len(set(modes)) > 1
+    notes = [f"{len(files)} images in {len(classes)} classes -> {channels}x{height}x{width}"]
+    if mixed:
+        notes.append(
+            f"converted mixed modes {sorted(set(modes))} / sizes "
+            f"{len(set(sizes))} distinct to one shape"
+        )
+    for note in notes:
+        log.info("%s: %s", root.name, note)
+    used = sorted(set(labels))
+    remap = {old: new for new, old in enumerate(used)}
+    y = np.fromiter((remap[v] for v in labels), dtype=np.int64, count=len(labels))
+    return RawData(
+        name=root.name,
+        modality="image",
+        X=X,
+        y=y,
+        fingerprint=fingerprint_files(files, root),
+        task_hint="classification",
+        classes=[classes[i] for i in used],
+        notes=notes,
+        image_scale=1.0 / 255.0,
+    )
+
+
+def _scan_headers(files: list[Path]) -> tuple[list[str], list[tuple[int, int]]]:
+    modes, sizes = [], []
+    for path in files:
+        try:
+            with Image.open(path) as img:
+                modes.append(img.mode)
+                sizes.append((img.height, img.width))
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise DataError(
+                f"{path}: not a readable image ({exc}); fix or remove the file"
+            ) from None
+    return modes, sizes
+
+
+def _most_common_size(sizes: list[tuple[int, int]], root: Path) -> tuple[int, int]:
+    (size, count), *_ = Counter(sizes).most_common(1)
+    if count < len(sizes):
+        log.warning(
+            "%s: images have %d different sizes; resizing all to the most common %s "
+            "(set data.image_size to choose)",
+            root,
+            len(set(sizes)),
+            list(size),
+        )
+    return size
+
+
+def _decode(path: Path, channels: int, size_wh: tuple[int, int]) -> np.ndarray:
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("I", "I;16", "F"):
+                arr = np.asarray(img, dtype=np.float64)
+                span = max(float(arr.max() - arr.min()), 1e-12)
+                img = Image.fromarray(((arr - arr.min()) / span * 255).astype(np.uint8))
+            img = img.convert("L" if channels == 1 else "RGB")
+            if img.size != size_wh:
+                img = img.resize(size_wh, Image.Resampling.BILINEAR)
+            arr = np.asarray(img, dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DataError(
+            f"{path}: image is corrupt or truncated ({exc}); fix or remove it"
+        ) from None
+    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)

@@ -1,0 +1,210 @@
+"""prepare stage: read `data.source`, split, fit preprocessing on train, write the splits.
+
+Outputs (one directory, written atomically): `{train,val,test}.npz` with float32 `X` and
+`y`, `schema.json` (task, classes, features, input shape, fitted preprocessing and its
+statistics, source fingerprint) and, for tables, `preprocessor.skops` (the fitted
+sklearn transformer, in skops' pickle-free format).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stages import config
+from stages.common import io
+from stages.prepare.sources.load import load_source
+from stages.prepare.sources.raw import RawData
+from stages.prepare.splitting import split_indices
+from stages.prepare.targets import Target, resolve_target
+from stages.runtime.cli import parser, run_main
+
+SECTIONS = ("seed", "data")
+SPLITS = ("train", "val", "test")
+log = logging.getLogger("reprolab.prepare")
+
+
+@dataclass
+class Plan:
+    """Everything validated about the data, before any output or MLflow run exists."""
+
+    raw: RawData
+    target: Target
+    parts: dict[str, np.ndarray]
+    started: float
+
+
+def plan(cfg: config.Params, root: str | Path = ".") -> Plan:
+    """Read the source, decide the task and split it; raises DataError on bad data."""
+    started = time.perf_counter()
+    raw = load_source(cfg.data, Path(root), cfg.seed)
+    target = resolve_target(raw, cfg.data.task, cfg.data.max_classes)
+    parts = split_indices(
+        target.y, target.task, cfg.data.val_size, cfg.data.test_size, cfg.seed, target.classes
+    )
+    return Plan(raw, target, parts, started)
+
+
+def run(
+    cfg: config.Params,
+    out_dir: str | Path,
+    root: str | Path = ".",
+    planned: Plan | None = None,
+) -> dict[str, Any]:
+    """Prepare the configured data into `out_dir`.
+
+    Args:
+        cfg: validated params (reads `seed` and `data`).
+        out_dir: the stage's output directory (replaced atomically).
+        root: folder that relative `data.source` paths are resolved from.
+        planned: the result of `plan()`, if already computed.
+
+    Returns:
+        The metrics logged for the stage (rows per split, features, classes, seconds).
+    """
+    p = planned or plan(cfg, root)
+    raw, target, parts, start = p.raw, p.target, p.parts, p.started
+    with io.atomic_dir(out_dir) as tmp:
+        schema = _write_splits(raw, target, parts, cfg, tmp)
+        io.write_json(tmp / "schema.json", schema)
+    metrics = {f"rows_{s}": len(parts[s]) for s in SPLITS}
+    metrics["n_features"] = int(np.prod(schema["input_shape"]))
+    metrics["seconds"] = round(time.perf_counter() - start, 3)
+    if target.classes:
+        metrics["n_classes"] = len(target.classes)
+    log.info(
+        "dataset=%s task=%s modality=%s shape=%s %s",
+        raw.name,
+        target.task,
+        raw.modality,
+        schema["input_shape"],
+        " ".join(f"{k}={v}" for k, v in metrics.items()),
+    )
+    return metrics
+
+
+def _write_splits(
+    raw: RawData, target: Target, parts: dict[str, np.ndarray], cfg: config.Params, out: Path
+) -> dict[str, Any]:
+    if raw.modality == "table":
+        from stages.prepare import tabular
+
+        fitted, _ = tabular.fit_table(raw.X.iloc[parts["train"]], cfg.data)
+        for split in SPLITS:
+            X = tabular.transform(fitted, raw.X.iloc[parts[split]])
+            io.save_npz(out / f"{split}.npz", X=X, y=target.y[parts[split]])
+        _save_transformer(fitted.transformer, out / "preprocessor.skops")
+        features, shape = fitted.feature_names, [len(fitted.feature_names)]
+        prep: dict[str, Any] = {
+            "kind": "table",
+            "columns": list(raw.X.columns),
+            "numeric_mask": fitted.numeric_mask,
+            **fitted.stats,
+            "impute": cfg.data.impute.model_dump(),
+            "encoding": cfg.data.categorical_encoding,
+            "scaling": cfg.data.scaling,
+        }
+    else:
+        X, prep = _array_preprocessing(raw, parts["train"])
+        for split in SPLITS:
+            io.save_npz(
+                out / f"{split}.npz", X=_apply(X[parts[split]], prep), y=target.y[parts[split]]
+            )
+        shape = list(X.shape[1:])
+        features = [f"f{i}" for i in range(shape[-1])] if raw.modality == "sequence" else []
+    counts = {s: _class_counts(target, parts[s]) for s in SPLITS} if target.classes else None
+    return {
+        "dataset": raw.name,
+        "source": cfg.data.source,
+        "fingerprint": raw.fingerprint,
+        "task": target.task,
+        "modality": raw.modality,
+        "classes": target.classes,
+        "n_classes": len(target.classes) if target.classes else None,
+        "input_shape": shape,
+        "feature_names": features,
+        "rows": {s: len(parts[s]) for s in SPLITS},
+        "class_counts": counts,
+        "target_stats": _target_stats(target, parts["train"]),
+        "preprocessing": prep,
+        "notes": raw.notes,
+        "seed": cfg.seed,
+    }
+
+
+def _array_preprocessing(raw: RawData, train: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    X = np.asarray(raw.X)
+    if raw.modality == "image":
+        return X, {"kind": "image", "scale": raw.image_scale or 1.0, "offset": 0.0}
+    if raw.modality == "sequence":  # per-feature standardization with train statistics
+        flat = X[train].reshape(-1, X.shape[-1]).astype(np.float64)
+        mean, std = flat.mean(axis=0), flat.std(axis=0)
+        std[std == 0] = 1.0
+        return X, {"kind": "sequence", "mean": mean.tolist(), "scale": std.tolist()}
+    raise AssertionError(f"unexpected modality {raw.modality}")
+
+
+def _apply(X: np.ndarray, prep: dict[str, Any]) -> np.ndarray:
+    if prep["kind"] == "image":
+        return (X.astype(np.float32) * np.float32(prep["scale"])).astype(np.float32)
+    mean = np.asarray(prep["mean"], dtype=np.float32)
+    scale = np.asarray(prep["scale"], dtype=np.float32)
+    return ((X.astype(np.float32) - mean) / scale).astype(np.float32)
+
+
+def _class_counts(target: Target, idx: np.ndarray) -> dict[str, int]:
+    counts = np.bincount(target.y[idx], minlength=len(target.classes))
+    return {c: int(n) for c, n in zip(target.classes, counts, strict=True)}
+
+
+def _target_stats(target: Target, train: np.ndarray) -> dict[str, float] | None:
+    if target.task != "regression":
+        return None
+    y = target.y[train].astype(np.float64)
+    return {
+        "mean": float(y.mean()),
+        "std": float(y.std() or 1.0),
+        "min": float(y.min()),
+        "max": float(y.max()),
+    }
+
+
+def _save_transformer(transformer: Any, path: Path) -> None:
+    import skops.io as sio
+
+    with io.atomic_file(path) as tmp:
+        sio.dump(transformer, tmp)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser("prepare", "Read data.source, split it and fit preprocessing on train.")
+    ap.add_argument("--out", default="data/prepared", help="output directory")
+
+    def body(args):
+        cfg = config.load(args.params)
+        planned = plan(cfg, root=Path(args.params).resolve().parent)  # bad data fails here
+        import mlflow
+
+        from stages.runtime import tracking
+
+        with tracking.stage_run(
+            "prepare",
+            cfg,
+            SECTIONS,
+            dataset=planned.raw.name,
+            data_fingerprint=planned.raw.fingerprint,
+        ):
+            metrics = run(cfg, args.out, planned=planned)
+            mlflow.log_metrics(metrics)
+            mlflow.log_artifact(str(Path(args.out) / "schema.json"))
+
+    return run_main("prepare", body, ap, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Run plumbing that changes no result: CLI, exit codes, MLflow tracking, retries."""

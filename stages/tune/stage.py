@@ -1,0 +1,55 @@
+"""tune stage: an Optuna study over the real training code, resumable, tracked in MLflow.
+
+`python -m stages.tune` (the DVC stage) validates the search space, creates or resumes the
+study, recovers trials of dead workers, runs `tune.n_workers` local workers (itself plus
+subprocesses) and waits until the study holds `tune.n_trials` finished trials, then writes
+`tuning/best_params.yaml` (dotted key -> value, overlaid by the train stage),
+`metrics/tune.json` and the plots. `python -m stages.tune --worker` joins a running study
+(another terminal, or another machine with PostgreSQL storage).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from stages import config
+from stages.common import io
+from stages.common.search_space import validate_space
+from stages.runtime.cli import parser, run_main
+from stages.tune.outputs import write_disabled
+
+log = logging.getLogger("reprolab.tune")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser("tune", "Optuna search over the training params.")
+    ap.add_argument("--prepared", default="data/prepared")
+    ap.add_argument("--augmented", default="data/augmented")
+    ap.add_argument("--out", default="tuning", help="output folder (best params, study, plots)")
+    ap.add_argument("--metrics", default="metrics/tune.json")
+    ap.add_argument("--worker", action="store_true", help="join a running study as a worker")
+    ap.add_argument("--study-name", default=None)
+    ap.add_argument("--parent-run-id", default=None)
+
+    def body(args):
+        cfg = config.load(args.params)
+        raw = config.read_yaml(Path(args.params))
+        validate_space(cfg.tune.search_space, raw, args.params)
+        schema = io.read_schema(Path(args.prepared))
+        if not cfg.tune.enabled and not args.worker:
+            write_disabled(Path(args.out), Path(args.metrics))
+            return
+        from stages.tune.session import TuneSession
+
+        session = TuneSession(cfg, raw, schema, args)
+        if args.worker:
+            session.run_as_worker()
+        else:
+            session.run_as_stage()
+
+    return run_main("tune", body, ap, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
