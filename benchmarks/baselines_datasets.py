@@ -47,8 +47,11 @@ def bench(dataset: str, work: Path) -> tuple[float, dict]:
     subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)
     wall = time.perf_counter() - start
     evaluate.run(
-        cfg, work / "prepared", work / "models", work / "none.pt", work / "none",
-        work / "leaderboard.json", work / "plots", work / "reports",
+        cfg,
+        evaluate.Paths(
+            work / "prepared", work / "models", work / "none.pt", work / "none",
+            work / "leaderboard.json", work / "plots", work / "reports",
+        ),
     )  # fmt: skip
     return wall, json.loads((work / "leaderboard.json").read_text())
 

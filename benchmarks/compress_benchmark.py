@@ -49,6 +49,8 @@ def main() -> int:
             train.Paths.under(w, Path("data/prepared"), Path("data/augmented")),
         )
         paths = compress.Paths(
+            prepared=Path("data/prepared"),
+            augmented=Path("data/augmented"),
             model=w / "model.pt",
             out=w / "compressed",
             metrics=w / "compression.json",

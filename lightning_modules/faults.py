@@ -3,7 +3,7 @@
 `NanAtStep(k)` fills the inputs of training step k with NaN, so the loss becomes NaN there
 and the run must handle it as it would a real divergence. `HangAtStep(k)` blocks training
 step k until the process is killed, so a kill -9 test hits a trial that is surely mid-run.
-Enabled from outside through environment variables (see `stages.tuning.objective`), never
+Enabled from outside through environment variables (see `stages.tune.objective`), never
 by params.
 """
 

@@ -48,13 +48,14 @@ class TaskModule(L.LightningModule):
         net_kwargs: dict[str, Any],
         task: str,
         n_classes: int,
-        loss: str = "auto",
-        label_smoothing: float = 0.0,
-        optimizer: dict[str, Any] | None = None,
-        scheduler: dict[str, Any] | None = None,
-        mixup: dict[str, float] | None = None,
-        cutmix: dict[str, float] | None = None,
-        seed: int = 0,
+        *,
+        loss: str,
+        label_smoothing: float,
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any],
+        mixup: dict[str, float],
+        cutmix: dict[str, float],
+        seed: int,
     ):
         super().__init__()
         if task not in TASKS:
@@ -64,13 +65,12 @@ class TaskModule(L.LightningModule):
         self.train_metrics = build_metrics(task, n_classes, "train")
         self.val_metrics = build_metrics(task, n_classes, "val")
         self.test_metrics = build_metrics(task, n_classes, "test")
-        mix, cut = mixup or {}, cutmix or {}
         self.mixer = BatchMixer(
             n_classes if task == "multiclass" else 0,
-            mix.get("p", 0.0),
-            mix.get("alpha", 0.2),
-            cut.get("p", 0.0),
-            cut.get("alpha", 1.0),
+            mixup["p"],
+            mixup["alpha"],
+            cutmix["p"],
+            cutmix["alpha"],
             seed,
         )
         self._loss_sum = torch.zeros(())
@@ -199,13 +199,13 @@ class TaskModule(L.LightningModule):
         hp = self.hparams
         opt = build_optimizer(
             self.parameters(),
-            **(hp.optimizer or {"name": "adam", "lr": 1e-3}),
+            **hp.optimizer,
             fused=self.trainer.precision != "16-mixed",  # GradScaler + clipping: not fused
         )
         total = int(self.trainer.estimated_stepping_batches)
         per_epoch = max(1, total // max(1, self.trainer.max_epochs))
         sched = build_scheduler(
-            opt, total_steps=total, steps_per_epoch=per_epoch, **(hp.scheduler or {"name": "none"})
+            opt, total_steps=total, steps_per_epoch=per_epoch, **hp.scheduler
         )
         if sched is None:
             return opt

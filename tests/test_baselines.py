@@ -10,6 +10,7 @@ import pytest
 
 from stages.augment import stage as augment
 from stages.baselines import stage as baselines
+from stages.common import skops_files
 from stages.prepare import stage as prepare
 from stages.runtime.errors import ConfigError, UserError
 from stages.schema.baselines import ESTIMATORS
@@ -36,7 +37,9 @@ def prepared(make_params, tmp_path):
 def _fit(make_params, src, tmp_path, **section):
     cfg = make_params({"baselines": {"hyperparams": TINY, **section}})
     out = tmp_path / "bl"
-    results = baselines.run(cfg, src, tmp_path / "aug", out, tmp_path / "m.json", tmp_path / "imp")
+    results = baselines.run(
+        cfg, baselines.Paths(src, tmp_path / "aug", out, tmp_path / "m.json", tmp_path / "imp")
+    )
     return cfg, results, out
 
 
@@ -58,9 +61,9 @@ def test_every_baseline_fits_and_is_saved(make_params, prepared, tmp_path, sourc
             assert r["accuracy"] > 0.5  # wine has 3 classes: chance is ~0.4
         else:
             assert r["rmse"] > 0 and r["r2"] > 0.0
-        pipe = baselines.load_trusted(out / f"{name}.skops")
+        pipe = skops_files.load_trusted(out / f"{name}.skops")
         assert pipe.steps[0][0] == "preprocess"  # the table's fitted ColumnTransformer
-        scorer = baselines.scoring_pipeline(pipe)
+        scorer = skops_files.scoring_pipeline(pipe)
         pred = scorer.predict(val["X"])
         assert pred.shape == (len(val["y"]),)
         assert index["models"][name]["file"] == f"{name}.skops"
@@ -78,7 +81,7 @@ def test_saved_pipeline_carries_the_fitted_preprocessing(make_params, tmp_path):
     src = tmp_path / "p"
     prepare.run(cfg, src, root=tmp_path)
     _, _, out = _fit(make_params, src, tmp_path, models=["logreg_l2"])
-    pipe = baselines.load_trusted(out / "logreg_l2.skops")
+    pipe = skops_files.load_trusted(out / "logreg_l2.skops")
     raw = load_breast_cancer(as_frame=True).frame.drop(columns="target").iloc[:20]
     direct = pipe[-1].predict_proba(pipe[0].transform(raw))
     np.testing.assert_allclose(pipe.predict_proba(pd.DataFrame(raw)), direct)
@@ -93,7 +96,7 @@ def test_images_are_flattened_and_augmented_train_is_optional(make_params, prepa
     _, aug, _ = _fit(make_params, src, tmp_path, models=models, use_augmented=True)
     assert plain["knn"]["accuracy"] > 0.9
     assert plain["decision_tree_gini"] != aug["decision_tree_gini"]  # trained on other rows
-    pipe = baselines.load_trusted(out / "knn.skops")
+    pipe = skops_files.load_trusted(out / "knn.skops")
     assert pipe.steps[0][0] == "flatten"
     X = np.load(src / "test.npz")["X"]
     assert X.ndim == 4 and pipe.predict(X[:3]).shape == (3,)
@@ -143,4 +146,4 @@ def test_untrusted_types_in_a_model_file_are_refused(tmp_path):
     path = tmp_path / "evil.skops"
     sio.dump(FunctionTransformer(os.system), path)
     with pytest.raises(UserError, match=r"refusing to load types \['posix.system'\]"):
-        baselines.load_trusted(path)
+        skops_files.load_trusted(path)

@@ -212,7 +212,14 @@ def test_sparsity_outside_unit_interval_is_refused(make_params, bad):
 
 
 def test_missing_model_is_refused_with_the_command(make_params, tmp_path):
-    paths = compress.Paths(model=tmp_path / "nope.pt")
+    paths = compress.Paths(
+        prepared=tmp_path,
+        augmented=tmp_path,
+        model=tmp_path / "nope.pt",
+        out=tmp_path / "compressed",
+        metrics=tmp_path / "c.json",
+        plot=tmp_path / "c.csv",
+    )
     with pytest.raises(UserError, match="dvc repro train"):
         compress.run(make_params(), paths)
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from stages.baselines import stage as baselines
+from stages.common import skops_files
 from stages.evaluate import stage as evaluate
 from stages.prepare import stage as prepare
 from stages.runtime.errors import UserError
@@ -23,20 +24,26 @@ def _stage_inputs(make_params, tmp_path, source, models):
     prepared = tmp_path / "prepared"
     prepare.run(cfg, prepared, root=tmp_path)
     bl = tmp_path / "models" / "baselines"
-    baselines.run(cfg, prepared, tmp_path / "aug", bl, tmp_path / "bl.json", tmp_path / "imp")
+    baselines.run(
+        cfg, baselines.Paths(prepared, tmp_path / "aug", bl, tmp_path / "bl.json", tmp_path / "imp")
+    )
     return prepared, bl
 
 
 def _evaluate(make_params, tmp_path, prepared, bl, **section):
     cfg = make_params({"evaluate": {**FAST, **section}})
-    out = {
-        "metrics_path": tmp_path / "metrics" / "leaderboard.json",
-        "plots_dir": tmp_path / "plots",
-        "reports_dir": tmp_path / "reports",
-    }
     models = tmp_path / "models"
-    summary = evaluate.run(cfg, prepared, bl, models / "model.pt", models / "compressed", **out)
-    return summary, json.loads(out["metrics_path"].read_text())
+    paths = evaluate.Paths(
+        prepared=prepared,
+        baselines=bl,
+        model=models / "model.pt",
+        compressed=models / "compressed",
+        metrics=tmp_path / "metrics" / "leaderboard.json",
+        plots=tmp_path / "plots",
+        reports=tmp_path / "reports",
+    )
+    summary = evaluate.run(cfg, paths)
+    return summary, json.loads(paths.metrics.read_text())
 
 
 def _onnx_softmax_regression(path, coef, intercept):
@@ -71,7 +78,7 @@ def test_leaderboard_has_exactly_the_candidates_whose_inputs_exist(make_params, 
     (bl / "knn.skops").unlink()  # listed in index.json, file gone
     compressed = tmp_path / "models" / "compressed"
     compressed.mkdir()
-    lr = baselines.load_trusted(bl / "logreg_l2.skops")[-1]
+    lr = skops_files.load_trusted(bl / "logreg_l2.skops")[-1]
     _onnx_softmax_regression(compressed / "logreg_int8.onnx", lr.coef_, lr.intercept_)
     (compressed / "notes.txt").write_text("not a model")
 

@@ -120,10 +120,15 @@ def report_html(make_params, tmp_path) -> Path:
     )
     prepared, bl = tmp_path / "prepared", tmp_path / "models" / "baselines"
     prepare.run(cfg, prepared, root=tmp_path)
-    baselines.run(cfg, prepared, tmp_path / "aug", bl, tmp_path / "bl.json", tmp_path / "imp")
+    baselines.run(
+        cfg, baselines.Paths(prepared, tmp_path / "aug", bl, tmp_path / "bl.json", tmp_path / "imp")
+    )
     evaluate.run(
-        cfg, prepared, bl, tmp_path / "model.pt", tmp_path / "compressed",
-        tmp_path / "leaderboard.json", tmp_path / "plots", tmp_path / "reports",
+        cfg,
+        evaluate.Paths(
+            prepared, bl, tmp_path / "model.pt", tmp_path / "compressed",
+            tmp_path / "leaderboard.json", tmp_path / "plots", tmp_path / "reports",
+        ),
     )  # fmt: skip
     return tmp_path / "reports" / "report.html"
 

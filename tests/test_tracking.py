@@ -77,7 +77,7 @@ def test_dvc_dep_hashes_read_from_lock(tmp_path):
 SCRIPT = textwrap.dedent("""
     import sys, time
     from stages import config, tracking
-    from stages.cli import run_main, parser
+    from stages.runtime.cli import run_main, parser
     cfg = config.Params()
     def body(args):
         with tracking.stage_run("augment", cfg, ("augment",)):

@@ -221,7 +221,20 @@ def test_val_loss_is_plain_nll_whatever_the_label_smoothing():
     def module(smoothing: float) -> TaskModule:
         torch.manual_seed(0)
         net = {"input_shape": [6], "n_outputs": 3, "width": 8, "depth": 1}
-        return TaskModule("mlp", net, "multiclass", 3, label_smoothing=smoothing)
+        off = {"p": 0.0, "alpha": 1.0}
+        return TaskModule(
+            "mlp",
+            net,
+            "multiclass",
+            3,
+            loss="auto",
+            label_smoothing=smoothing,
+            optimizer={"name": "adamw", "lr": 5e-3},
+            scheduler={"name": "none"},
+            mixup=off,
+            cutmix=off,
+            seed=0,
+        )
 
     x, y = torch.randn(32, 6), torch.randint(0, 3, (32,))
     plain, smoothed = module(0.0), module(0.3)

@@ -183,7 +183,7 @@ def test_a_study_from_before_the_epochs_trained_steps_is_flagged(tmp_path, caplo
 KILLED_WORKER = textwrap.dedent("""
     import os, sys, time
     from stages.schema.tune import TuneParams
-    from stages.tuning import study as st
+    from stages.tune import study as st
     tune = TuneParams.model_validate({"search_space": {
         "augment.multiplier": {"type": "int", "low": 1, "high": 4}}})
     study = st.open_study(tune, "s", 0, __import__("pathlib").Path(sys.argv[1]))

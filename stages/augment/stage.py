@@ -4,7 +4,7 @@ Writes `train.npz` with the original rows followed by `multiplier - 1` augmented
 (arrays `X`, `y`, `source_index`, `augmented`) and, for images, `samples.png`, a grid of
 originals above their augmented versions. `val.npz` is the same for the val rows, with
 their own seeds: it is read only by a refit (`train.fit_on: train+val`, see
-`stages/fit_rows.py`); validation itself always scores the prepared val rows. Test is
+`stages/common/fit_rows.py`); validation itself always scores the prepared val rows. Test is
 never touched.
 """
 
@@ -183,9 +183,14 @@ def _sample_grid(before: np.ndarray, after: np.ndarray, n: int, path: Path) -> N
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = parser("augment", "Offline, seeded augmentation of the training split.")
-    ap.add_argument("--prepared", default="data/prepared", help="prepare stage output")
-    ap.add_argument("--out", default="data/augmented", help="output directory")
+    ap = parser(
+        "augment",
+        "Offline, seeded augmentation of the training split.",
+        {
+            "prepared": "prepare stage output",
+            "out": "output directory",
+        },
+    )
 
     def body(args):
         cfg = config.load(args.params)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from stages.baselines.tracking import jsonable
 from stages.common import fit_rows, io
 from stages.common.scores import default_headline, score
 from stages.common.skops_files import load_trusted, save_model
-from stages.runtime.cli import parser, run_main
+from stages.runtime.cli import parser, paths_from, run_main
 from stages.runtime.errors import UserError
 from stages.schema.baselines import ESTIMATORS, make_estimator
 
@@ -37,30 +38,30 @@ SECTIONS = ("seed", "baselines")
 ModelLogger = Callable[[str, Any, dict[str, Any], np.ndarray], str | None]
 
 
-def run(
-    cfg: config.Params,
-    prepared: str | Path,
-    augmented: str | Path,
-    out_dir: str | Path,
-    metrics_path: str | Path,
-    importance_dir: str | Path,
-    log_model: ModelLogger | None = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Paths:
+    """Every path the stage reads or writes, as `dvc.yaml` passes them."""
+
+    prepared: Path  # prepare stage output (splits, schema.json, preprocessor.skops)
+    augmented: Path  # augment stage output, read when `baselines.use_augmented`
+    out: Path  # `<name>.skops` + `index.json` (replaced atomically)
+    metrics: Path  # val metrics and fit seconds per model
+    importance: Path  # feature-importance CSV + PNG per tree model (replaced atomically)
+
+
+def run(cfg: config.Params, paths: Paths, log_model: ModelLogger | None = None) -> dict[str, Any]:
     """Fit, score and save every listed baseline that has a variant for the task.
 
     Args:
         cfg: validated params (reads `seed` and `baselines`).
-        prepared: prepare stage output (splits, schema.json, preprocessor.skops).
-        augmented: augment stage output, used when `baselines.use_augmented`.
-        out_dir: where `<name>.skops` and `index.json` go (replaced atomically).
-        metrics_path: `metrics/baselines.json` (val metrics and fit seconds per model).
-        importance_dir: feature-importance CSV + PNG per tree model (replaced atomically).
+        paths: inputs and outputs (see `Paths`).
         log_model: optional per-model hook (the MLflow nested run in `main`).
 
     Returns:
         {name: val metrics + fit_seconds} for the models that ran.
     """
-    prepared = Path(prepared)
+    prepared, augmented, out_dir = paths.prepared, paths.augmented, paths.out
+    metrics_path, importance_dir = paths.metrics, paths.importance
     schema = io.read_schema(prepared)
     task = schema["task"]
     train_dir = Path(augmented) if cfg.baselines.use_augmented else prepared
@@ -161,12 +162,17 @@ def _importances(name, model, schema, out: Path, top: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = parser("baselines", "Fit the scikit-learn baselines and score them on val.")
-    ap.add_argument("--prepared", default="data/prepared", help="prepare stage output")
-    ap.add_argument("--augmented", default="data/augmented", help="augment stage output")
-    ap.add_argument("--out", default="models/baselines", help="model directory")
-    ap.add_argument("--metrics", default="metrics/baselines.json", help="val metrics file")
-    ap.add_argument("--importance", default="plots/importance", help="importance CSV/PNG dir")
+    ap = parser(
+        "baselines",
+        "Fit the scikit-learn baselines and score them on val.",
+        {
+            "prepared": "prepare stage output",
+            "augmented": "augment stage output",
+            "out": "model directory",
+            "metrics": "val metrics file",
+            "importance": "importance CSV/PNG dir",
+        },
+    )
 
     def body(args):
         cfg = config.load(args.params)
@@ -187,15 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         ):
             mlflow.set_tag("fit_on", cfg.train.fit_on)
             mlflow.log_param("train.fit_on", cfg.train.fit_on)  # the rows, as for train
-            results = run(
-                cfg,
-                args.prepared,
-                args.augmented,
-                args.out,
-                args.metrics,
-                args.importance,
-                log_model=baseline_logger(),
-            )
+            results = run(cfg, paths_from(args, Paths), log_model=baseline_logger())
             mlflow.log_metrics(
                 {f"{n}.{k}": v for n, m in results.items() for k, v in m.items() if v is not None}
             )

@@ -18,7 +18,7 @@ from typing import Any
 
 from stages import config
 from stages.common import fit_rows, io
-from stages.runtime.cli import parser, run_main
+from stages.runtime.cli import parser, paths_from, run_main
 from stages.runtime.errors import UserError
 
 SECTIONS = ("seed", "compress")
@@ -46,15 +46,15 @@ CSV_COLUMNS = (
 class Paths:
     """Every path the stage reads or writes, as `dvc.yaml` passes them."""
 
-    prepared: Path = Path("data/prepared")
-    augmented: Path = Path("data/augmented")
-    model: Path = Path("models/model.pt")
-    out: Path = Path("models/compressed")
-    metrics: Path = Path("metrics/compression.json")
-    plot: Path = Path("plots/compression.csv")
+    prepared: Path
+    augmented: Path
+    model: Path
+    out: Path
+    metrics: Path
+    plot: Path
 
 
-def run(cfg: config.Params, paths: Paths = Paths(), tracker=None) -> dict[str, dict[str, Any]]:
+def run(cfg: config.Params, paths: Paths, tracker=None) -> dict[str, dict[str, Any]]:
     """Build, measure and write every variant switched on in `compress:`.
 
     Args:
@@ -189,17 +189,22 @@ def _require_model(path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = parser("compress", "Prune, quantize and distill the trained model; measure each.")
-    ap.add_argument("--prepared", default="data/prepared", help="prepare stage output")
-    ap.add_argument("--augmented", default="data/augmented", help="augment stage output")
-    ap.add_argument("--model", default="models/model.pt", help="the trained network")
-    ap.add_argument("--out", default="models/compressed", help="variant files")
-    ap.add_argument("--metrics", default="metrics/compression.json", help="one row per variant")
-    ap.add_argument("--plot", default="plots/compression.csv", help="plot data")
+    ap = parser(
+        "compress",
+        "Prune, quantize and distill the trained model; measure each.",
+        {
+            "prepared": "prepare stage output",
+            "augmented": "augment stage output",
+            "model": "the trained network",
+            "out": "variant files",
+            "metrics": "one row per variant",
+            "plot": "plot data",
+        },
+    )
 
     def body(args):
         cfg = config.load(args.params)
-        paths = Paths(*(Path(getattr(args, f)) for f in Paths.__dataclass_fields__))
+        paths = paths_from(args, Paths)
         _require_model(paths.model)  # missing/corrupt/hostile: refused before any MLflow run
         from stages.common.io import read_schema
         from stages.compress.tracking import VariantRuns

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,41 +25,43 @@ from stages.common.sizes import bytes_on_disk
 from stages.evaluate import bootstrap, leaderboard, report
 from stages.evaluate import plots as plots_evaluate
 from stages.evaluate.candidates import Candidate, discover
-from stages.runtime.cli import parser, run_main
+from stages.runtime.cli import parser, paths_from, run_main
 from stages.runtime.errors import UserError
 
 SECTIONS = ("seed", "evaluate")
 log = logging.getLogger("reprolab.evaluate")
 
 
+@dataclass(frozen=True)
+class Paths:
+    """Every path the stage reads or writes, as `dvc.yaml` passes them."""
+
+    prepared: Path  # test split + schema.json
+    baselines: Path  # baselines stage output (index.json + models)
+    model: Path  # the trained network (optional: skipped with a note if missing)
+    compressed: Path  # compressed variants (optional, likewise)
+    metrics: Path  # metrics/leaderboard.json
+    plots: Path  # plot files (replaced atomically)
+    reports: Path  # report.md / report.html (replaced atomically)
+
+
 def run(
-    cfg: config.Params,
-    prepared: str | Path,
-    baselines_dir: str | Path,
-    model_path: str | Path,
-    compressed_dir: str | Path,
-    metrics_path: str | Path,
-    plots_dir: str | Path,
-    reports_dir: str | Path,
-    tracking_info: dict[str, Any] | None = None,
+    cfg: config.Params, paths: Paths, tracking_info: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Score, compare and report every available candidate.
 
     Args:
         cfg: validated params (reads `seed` and `evaluate`).
-        prepared: prepare stage output (test split + schema.json).
-        baselines_dir: baselines stage output (index.json + models).
-        model_path: the trained network (optional: skipped with a note if missing).
-        compressed_dir: compressed variants (optional, likewise).
-        metrics_path: `metrics/leaderboard.json`.
-        plots_dir, reports_dir: output directories, each replaced atomically.
+        paths: inputs and outputs (see `Paths`).
         tracking_info: MLflow tracking URI and evaluate run id, shown in the report.
 
     Returns:
         The evaluation summary (leaderboard, comparisons, notes, per-class detail).
     """
     start = time.perf_counter()
-    prepared = Path(prepared)
+    prepared, baselines_dir, model_path = paths.prepared, paths.baselines, paths.model
+    compressed_dir, metrics_path = paths.compressed, paths.metrics
+    plots_dir, reports_dir = paths.plots, paths.reports
     schema = read_schema(prepared)
     task, classes, ev = schema["task"], schema.get("classes"), cfg.evaluate
     headline = _headline(ev.headline, task)
@@ -153,14 +156,19 @@ def _score_one(c: Candidate, task, X, y, classes, cfg) -> tuple[dict, tuple, dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = parser("evaluate", "Score every candidate on the test split; leaderboard and report.")
-    ap.add_argument("--prepared", default="data/prepared", help="prepare stage output")
-    ap.add_argument("--baselines", default="models/baselines", help="baselines stage output")
-    ap.add_argument("--model", default="models/model.pt", help="trained network (optional)")
-    ap.add_argument("--compressed", default="models/compressed", help="compressed (optional)")
-    ap.add_argument("--metrics", default="metrics/leaderboard.json", help="leaderboard file")
-    ap.add_argument("--plots", default="plots/evaluate", help="plots directory")
-    ap.add_argument("--reports", default="reports", help="report directory")
+    ap = parser(
+        "evaluate",
+        "Score every candidate on the test split; leaderboard and report.",
+        {
+            "prepared": "prepare stage output",
+            "baselines": "baselines stage output",
+            "model": "trained network (optional)",
+            "compressed": "compressed (optional)",
+            "metrics": "leaderboard file",
+            "plots": "plots directory",
+            "reports": "report directory",
+        },
+    )
 
     def body(args):
         cfg = config.load(args.params)
@@ -180,10 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                 "tracking_uri": tracking.tracking_uri(cfg),
                 "evaluate_run_id": active.info.run_id,
             }
-            summary = run(
-                cfg, args.prepared, args.baselines, args.model, args.compressed,
-                args.metrics, args.plots, args.reports, info,
-            )  # fmt: skip
+            summary = run(cfg, paths_from(args, Paths), info)
             log_evaluation(cfg, summary, schema, args.metrics, args.plots, args.reports)
 
     return run_main("evaluate", body, ap, argv)

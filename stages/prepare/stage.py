@@ -182,8 +182,13 @@ def _save_transformer(transformer: Any, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = parser("prepare", "Read data.source, split it and fit preprocessing on train.")
-    ap.add_argument("--out", default="data/prepared", help="output directory")
+    ap = parser(
+        "prepare",
+        "Read data.source, split it and fit preprocessing on train.",
+        {
+            "out": "output directory",
+        },
+    )
 
     def body(args):
         cfg = config.load(args.params)

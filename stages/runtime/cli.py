@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
 
 from stages.runtime.errors import UserError
 from stages.runtime.tracking import Terminated
+
+T = TypeVar("T")
 
 
 def setup_logging(stage: str) -> logging.Logger:
@@ -33,10 +40,60 @@ def setup_logging(stage: str) -> logging.Logger:
     return logging.getLogger(f"reprolab.{stage}")
 
 
-def parser(stage: str, description: str) -> argparse.ArgumentParser:
+def parser(stage: str, description: str, paths: dict[str, str]) -> argparse.ArgumentParser:
+    """The stage's argument parser: `--params` and one option per path in `paths` (name -> help).
+
+    No path has a default here: `dvc.yaml` declares them once, in the stage's `cmd`. A path
+    left off the command line (a stage started by hand, a tune worker, torchrun) is read
+    from that `cmd` by `run_main`.
+    """
     p = argparse.ArgumentParser(prog=f"python -m stages.{stage}", description=description)
-    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    p.add_argument("--params", help="params file (default: as in dvc.yaml)")
+    for name, text in paths.items():
+        p.add_argument(f"--{name}", help=f"{text} (default: as in dvc.yaml)")
+    p.set_defaults(path_options=("params", *paths))
     return p
+
+
+def paths_from(args: argparse.Namespace, cls: type[T]) -> T:
+    """The stage's `Paths` dataclass from the parsed (and filled) path options."""
+    return cls(**{name: Path(getattr(args, name)) for name in cls.__dataclass_fields__})
+
+
+def fill_paths(stage: str, args: argparse.Namespace, dvc_yaml: Path = Path("dvc.yaml")) -> None:
+    """Set every path option not given on the command line from the stage's `cmd` in dvc.yaml."""
+    missing = [name for name in args.path_options if getattr(args, name) is None]
+    if not missing:
+        return
+    declared = declared_paths(stage, args.path_options, dvc_yaml)
+    for name in missing:
+        if name not in declared:
+            raise UserError(
+                f"--{name} not given, and the `{stage}` cmd in {dvc_yaml} does not pass it; "
+                f"give --{name} on the command line"
+            )
+        setattr(args, name, declared[name])
+
+
+def declared_paths(stage: str, names: Sequence[str], dvc_yaml: Path) -> dict[str, str]:
+    """The path options (name -> value) that `dvc.yaml` passes in stage `stage`'s `cmd`."""
+    if not dvc_yaml.exists():
+        raise UserError(
+            f"no {dvc_yaml} in {Path.cwd()} to read the `{stage}` paths from; run from the "
+            f"project root or give every path option (see --help)"
+        )
+    stages = (yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages") or {}
+    cmd = (stages.get(stage) or {}).get("cmd")
+    if not isinstance(cmd, str):
+        raise UserError(f"{dvc_yaml}: stage `{stage}` has no cmd to read its paths from")
+    words = shlex.split(cmd)
+    if f"stages.{stage}" in words:
+        words = words[words.index(f"stages.{stage}") + 1 :]
+    p = argparse.ArgumentParser(add_help=False)
+    for name in names:
+        p.add_argument(f"--{name}")
+    known, _ = p.parse_known_args(words)
+    return {name: value for name, value in vars(known).items() if value is not None}
 
 
 def run_main(
@@ -49,6 +106,7 @@ def run_main(
     log = setup_logging(stage)
     args = ap.parse_args(argv)
     try:
+        fill_paths(stage, args)
         body(args)
     except UserError as exc:
         print(f"error: {stage}: {exc}", file=sys.stderr)

@@ -6,7 +6,7 @@ inputs, so a result traces back to the exact code, params and data. A run never 
 RUNNING: exceptions end it FAILED, SIGINT/SIGTERM end it KILLED, and a run whose process
 was SIGKILLed is marked KILLED by the next stage that starts on the same host.
 An unreachable tracking server is retried for a bounded time, then the stage fails with
-one clear error (stages/tracking_retry.py).
+one clear error (stages/runtime/tracking_retry.py).
 """
 
 from __future__ import annotations

@@ -7,34 +7,51 @@ import logging
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from stages import config
 from stages.common import io
+from stages.train.paths import Paths
 
 log = logging.getLogger("reprolab.train")
 
 
+@dataclass(frozen=True)
+class FitResult:
+    """What one fit left behind, for `write_outputs`."""
+
+    trainer: Any  # the Lightning Trainer after `fit`
+    rows: list[dict[str, Any]]  # one history row per epoch
+    monitor: str  # the metric that picks the best checkpoint, e.g. "val/loss"
+    mode: str  # "min" | "max"
+    started: float  # time.perf_counter() when the stage began
+    run_id: str | None  # the MLflow run the model belongs to
+    startup: float | None = None  # seconds from the start to the first step
+    module: Any = None  # set when the run kept no checkpoint files (its weights ship)
+
+
 def write_outputs(
-    cfg,
-    schema,
-    paths,
-    args,
-    rows,
-    monitor,
-    mode,
-    trainer,
-    run_id,
-    started,
-    startup=None,
-    module=None,
-):
+    cfg: config.Params,
+    schema: dict[str, Any],
+    paths: Paths,
+    args: dict[str, Any],
+    fit: FitResult,
+) -> dict[str, Any]:
     """Write models/model.{ckpt,pt}, metrics/train.json and plots/train_history.csv.
 
-    `module`: a run without checkpoint files; model.pt takes its weights as fit left them
-    (no model.ckpt).
+    Args:
+        cfg: validated params (the model and train sections are saved with the network).
+        schema: prepare's schema.json.
+        paths: the stage's outputs.
+        args: `setup.module_args` (arch, net_kwargs, task).
+        fit: the finished fit. Without checkpoint files (`fit.module` set) model.pt takes
+            the weights as fit left them, and no model.ckpt is written.
+
+    Returns: the metrics written to metrics/train.json.
     """
+    trainer, module = fit.trainer, fit.module
     import torch
 
     from lightning_modules.networks import build_network
@@ -61,18 +78,18 @@ def write_outputs(
         args["task"],
         config.section_dict(cfg, "model", "train"),
         schema,
-        run_id,
+        fit.run_id,
     )
     with io.atomic_file(paths.model) as tmp:
         save_network(tmp, payload)
     if chosen is not None:
         with io.atomic_file(paths.ckpt) as tmp:
             tmp.write_bytes(chosen.read_bytes())
-    write_history(paths.history, rows)
-    metrics = summarize(rows, monitor, mode, trainer, started) | {
+    write_history(paths.history, fit.rows)
+    metrics = summarize(fit.rows, fit.monitor, fit.mode, trainer, fit.started) | {
         "shipped": shipped,
         "shipped_epoch": int(ckpt["epoch"]),
-        "startup_seconds": startup,
+        "startup_seconds": fit.startup,
         "fit_on": cfg.train.fit_on,  # train+val: the val/* figures above are in-sample
     }
     io.write_json(paths.metrics, metrics)

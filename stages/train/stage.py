@@ -12,54 +12,19 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from stages import config
 from stages.common import fit_rows, io
-from stages.runtime.cli import parser, run_main
+from stages.runtime.cli import parser, paths_from, run_main
 from stages.runtime.errors import UserError
+from stages.train.paths import Paths
 from stages.train.resume import ResumePoint, check_same_rows, resume_point
 from stages.train.setup import check_compatible, load_params, module_args, monitor_of
 
 SECTIONS = ("seed", "model", "train")
 log = logging.getLogger("reprolab.train")
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Every path the stage reads or writes, as `dvc.yaml` passes them."""
-
-    prepared: Path = Path("data/prepared")
-    augmented: Path = Path("data/augmented")
-    checkpoints: Path = Path("models/checkpoints")
-    ckpt: Path = Path("models/model.ckpt")
-    model: Path = Path("models/model.pt")
-    metrics: Path = Path("metrics/train.json")
-    history: Path = Path("plots/train_history.csv")
-
-    @property
-    def last(self) -> Path:
-        return self.checkpoints / "last.ckpt"
-
-    @classmethod
-    def under(
-        cls,
-        out: Path,
-        prepared: Path = Path("data/prepared"),
-        augmented: Path | None = None,
-    ) -> Paths:
-        """Every output in one folder `out` (tests, tuning trials, benchmarks)."""
-        return cls(
-            prepared=prepared,
-            augmented=prepared if augmented is None else augmented,
-            checkpoints=out / "checkpoints",
-            ckpt=out / "model.ckpt",
-            model=out / "model.pt",
-            metrics=out / "train.json",
-            history=out / "history.csv",
-        )
 
 
 def global_rank(devices: int = 1) -> int:
@@ -73,7 +38,7 @@ def global_rank(devices: int = 1) -> int:
 def run(
     cfg: config.Params,
     schema: dict[str, Any],
-    paths: Paths = Paths(),
+    paths: Paths,
     *,
     run_id: str | None = None,
     resume: ResumePoint | None = None,
@@ -174,22 +139,19 @@ def run(
         raise
     if not trainer.is_global_zero:
         return {}
-    from stages.train.outputs import write_outputs
+    from stages.train.outputs import FitResult, write_outputs
 
-    return write_outputs(
-        cfg,
-        schema,
-        paths,
-        args,
-        history.rows,
-        monitor,
-        mode,
-        trainer,
-        run_id,
-        started,
+    fit = FitResult(
+        trainer=trainer,
+        rows=history.rows,
+        monitor=monitor,
+        mode=mode,
+        started=started,
+        run_id=run_id,
         startup=history.startup_seconds,
         module=None if checkpoints else module,
     )
+    return write_outputs(cfg, schema, paths, args, fit)
 
 
 def _resume_point(paths: Paths, t) -> ResumePoint:
@@ -209,19 +171,24 @@ def _progress_bar(setting: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = parser("train", "Train the model: network on the augmented/prepared data.")
-    ap.add_argument("--prepared", default="data/prepared", help="prepare stage output")
-    ap.add_argument("--augmented", default="data/augmented", help="augment stage output")
-    ap.add_argument("--tuned", default="tuning/best_params.yaml", help="tune stage result")
-    ap.add_argument("--checkpoints", default="models/checkpoints", help="last/best checkpoints")
-    ap.add_argument("--ckpt", default="models/model.ckpt", help="best checkpoint (copy)")
-    ap.add_argument("--model", default="models/model.pt", help="weights + params + schema")
-    ap.add_argument("--metrics", default="metrics/train.json", help="metrics file")
-    ap.add_argument("--history", default="plots/train_history.csv", help="per-epoch CSV")
+    ap = parser(
+        "train",
+        "Train the model: network on the augmented/prepared data.",
+        {
+            "prepared": "prepare stage output",
+            "augmented": "augment stage output",
+            "tuned": "tune stage result",
+            "checkpoints": "last/best checkpoints",
+            "ckpt": "best checkpoint (copy)",
+            "model": "weights + params + schema",
+            "metrics": "metrics file",
+            "history": "per-epoch CSV",
+        },
+    )
 
     def body(args):
         cfg, tuned = load_params(Path(args.params), Path(args.tuned))
-        paths = Paths(*(Path(getattr(args, f)) for f in Paths.__dataclass_fields__))
+        paths = paths_from(args, Paths)
         schema = io.read_schema(paths.prepared)
         check_compatible(cfg, schema)  # refuse bad combinations before any MLflow run
         point = ResumePoint(None, None)

@@ -23,11 +23,16 @@ log = logging.getLogger("reprolab.tune")
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = parser("tune", "Optuna search over the training params.")
-    ap.add_argument("--prepared", default="data/prepared")
-    ap.add_argument("--augmented", default="data/augmented")
-    ap.add_argument("--out", default="tuning", help="output folder (best params, study, plots)")
-    ap.add_argument("--metrics", default="metrics/tune.json")
+    ap = parser(
+        "tune",
+        "Optuna search over the training params.",
+        {
+            "prepared": "prepare stage output",
+            "augmented": "augment stage output",
+            "out": "output folder (best params, study, plots)",
+            "metrics": "metrics file",
+        },
+    )
     ap.add_argument("--worker", action="store_true", help="join a running study as a worker")
     ap.add_argument("--study-name", default=None)
     ap.add_argument("--parent-run-id", default=None)
