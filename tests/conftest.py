@@ -86,6 +86,36 @@ def pipeline_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def run_dvc(repo: Path, env: dict[str, str], *args: str, check: bool = True, timeout: int = 900):
+    """`dvc <args>` in `repo` with this venv's dvc; a failure fails the test with its output."""
+    res = subprocess.run(
+        [sys.executable, "-m", "dvc", *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and res.returncode != 0:
+        raise AssertionError(f"dvc {' '.join(args)} failed:\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+@pytest.fixture
+def prepared(make_params, tmp_path):
+    """prepared(source, **data) -> the prepare stage's output folder for that source."""
+    from stages.prepare import stage as prepare
+
+    def build(source: str, **data) -> Path:
+        out = tmp_path / f"prepared-{source}"
+        if not out.exists():
+            cfg = make_params({"data": {"source": source, **data}})
+            prepare.run(cfg, out, root=tmp_path)
+        return out
+
+    return build
+
+
 def write_params(repo: Path, overrides: dict[str, Any]) -> None:
     path = repo / "params.yaml"
     raw = deep_update(yaml.safe_load(path.read_text()), overrides)

@@ -9,18 +9,6 @@ import torch
 from lightning_modules.image_augment import ImageAugmentSpec, augment_images
 from stages.augment import stage as augment
 from stages.augment.tabular import jitter, mixup_same_class
-from stages.prepare import stage as prepare
-
-
-@pytest.fixture
-def prepared(make_params, tmp_path):
-    def build(source: str, **data):
-        cfg = make_params({"data": {"source": source, **data}})
-        out = tmp_path / f"prepared-{source}"
-        prepare.run(cfg, out, root=tmp_path)
-        return out
-
-    return build
 
 
 def _aug(make_params, prepared_dir, tmp_path, overrides=None, name="aug"):

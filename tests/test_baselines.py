@@ -23,17 +23,6 @@ TINY = {
 }
 
 
-@pytest.fixture
-def prepared(make_params, tmp_path):
-    def build(source: str, **data):
-        cfg = make_params({"data": {"source": source, **data}})
-        out = tmp_path / f"prepared-{source}"
-        prepare.run(cfg, out, root=tmp_path)
-        return out
-
-    return build
-
-
 def _fit(make_params, src, tmp_path, **section):
     cfg = make_params({"baselines": {"hyperparams": TINY, **section}})
     out = tmp_path / "bl"

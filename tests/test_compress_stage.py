@@ -12,7 +12,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from tests.conftest import pipeline_env, write_params
+from tests.conftest import pipeline_env, run_dvc, write_params
 
 pytestmark = pytest.mark.integration
 
@@ -32,15 +32,7 @@ TINY = {
 
 
 def _repro(repo: Path, env: dict, *args: str) -> None:
-    res = subprocess.run(
-        [sys.executable, "-m", "dvc", "repro", *args, "compress"],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert res.returncode == 0, f"{res.stdout}\n{res.stderr}"
+    run_dvc(repo, env, "repro", *args, "compress")
 
 
 def test_repro_compress_writes_variants_table_and_nested_runs(repo_copy, tmp_path, reliability):

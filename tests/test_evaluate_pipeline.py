@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
-from tests.conftest import pipeline_env, write_params
+from tests.conftest import pipeline_env, run_dvc, write_params
 
 pytestmark = pytest.mark.integration
 
@@ -39,11 +38,7 @@ CANDIDATES = {"logreg_l2", "random_forest", "knn", "network", "onnx_fp32", "int8
 
 
 def _dvc(repo, env, *args):
-    res = subprocess.run(
-        ["dvc", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert res.returncode == 0, f"dvc {' '.join(args)} failed:\n{res.stdout}\n{res.stderr}"
-    return res.stdout
+    return run_dvc(repo, env, *args).stdout
 
 
 def test_repro_metrics_plots_experiments_and_mlflow(repo_copy, tmp_path, monkeypatch):

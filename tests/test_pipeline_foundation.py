@@ -9,25 +9,11 @@ import sys
 import mlflow
 import pytest
 
-from tests.conftest import pipeline_env, write_params
+from tests.conftest import pipeline_env, run_dvc, write_params
 
 pytestmark = pytest.mark.integration
 
 TINY = {"augment": {"multiplier": 2, "sample_grid": 4}}
-
-
-def _dvc(repo, env, *args, check=True):
-    res = subprocess.run(
-        [sys.executable, "-m", "dvc", *args],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if check and res.returncode != 0:
-        raise AssertionError(f"dvc {' '.join(args)} failed:\n{res.stdout}\n{res.stderr}")
-    return res
 
 
 def _runs(env):
@@ -39,7 +25,7 @@ def _runs(env):
 def test_repro_prepare_augment(repo_copy, tmp_path):
     env = pipeline_env(tmp_path)
     write_params(repo_copy, TINY)
-    out = _dvc(repo_copy, env, "repro", "prepare", "augment")
+    out = run_dvc(repo_copy, env, "repro", "prepare", "augment")
     assert "Running stage 'prepare'" in out.stdout and "Running stage 'augment'" in out.stdout
     schema = json.loads((repo_copy / "data/prepared/schema.json").read_text())
     assert schema["dataset"] == "digits" and schema["input_shape"] == [1, 8, 8]
@@ -58,11 +44,11 @@ def test_repro_prepare_augment(repo_copy, tmp_path):
         for a in mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"]).list_artifacts(aug.info.run_id)
     ]
 
-    again = _dvc(repo_copy, env, "repro", "prepare", "augment")
+    again = run_dvc(repo_copy, env, "repro", "prepare", "augment")
     assert "Running stage" not in again.stdout and len(_runs(env)) == 2
 
     write_params(repo_copy, {"augment": {"image": {"rotation": {"degrees": 20}}}})
-    third = _dvc(repo_copy, env, "repro", "prepare", "augment")
+    third = run_dvc(repo_copy, env, "repro", "prepare", "augment")
     assert "Running stage 'augment'" in third.stdout
     assert "Running stage 'prepare'" not in third.stdout
     runs = _runs(env)
@@ -124,7 +110,7 @@ def test_bad_data_fails_without_outputs_or_runs(repo_copy, tmp_path):
 def test_readme_own_data_commands(repo_copy, tmp_path, sets, expect):
     env = pipeline_env(tmp_path)
     args = [a for s in sets for a in ("-S", s)]
-    _dvc(repo_copy, env, "exp", "run", *args, "augment")
+    run_dvc(repo_copy, env, "exp", "run", *args, "augment")
     schema = json.loads((repo_copy / "data/prepared/schema.json").read_text())
     assert {k: schema[k] for k in expect} == expect
     assert (repo_copy / "data/augmented/train.npz").exists()

@@ -12,7 +12,6 @@ import yaml
 
 from lightning_modules.serialization import load_network, predict
 from stages.common import io
-from stages.prepare import stage as prepare
 from stages.runtime.errors import ConfigError, UserError
 from stages.train import stage as train
 from stages.train.setup import check_compatible, cpu_has_bf16, load_params
@@ -24,11 +23,9 @@ TINY = {
 
 
 @pytest.fixture
-def prepared(make_params, tmp_path):
+def prepared(prepared):
     def build(source: str):
-        out = tmp_path / f"prepared-{source}"
-        if not out.exists():
-            prepare.run(make_params({"data": {"source": source}}), out, root=tmp_path)
+        out = prepared(source)
         return out, json.loads((out / "schema.json").read_text())
 
     return build

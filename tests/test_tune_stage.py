@@ -16,7 +16,7 @@ import optuna
 import pytest
 import yaml
 
-from tests.conftest import pipeline_env, write_params
+from tests.conftest import pipeline_env, run_dvc, write_params
 
 pytestmark = pytest.mark.integration
 
@@ -51,19 +51,6 @@ def _write(repo, overrides):
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
-def _dvc(repo, env, *args):
-    res = subprocess.run(
-        [sys.executable, "-m", "dvc", *args],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert res.returncode == 0, f"{res.stdout}\n{res.stderr}"
-    return res
-
-
 def _study(repo):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -83,7 +70,7 @@ def _states(study):
 def test_repro_tune_nested_runs_and_best_params_feed_train(repo_copy, tmp_path):
     env = pipeline_env(tmp_path)
     _write(repo_copy, TINY)
-    _dvc(repo_copy, env, "repro", "tune")
+    run_dvc(repo_copy, env, "repro", "tune")
     metrics = json.loads((repo_copy / "metrics/tune.json").read_text())
     assert metrics["finished"] == 4 and metrics["metric"] == "val/acc"
     best = yaml.safe_load((repo_copy / "tuning/best_params.yaml").read_text())
@@ -107,12 +94,12 @@ def test_repro_tune_nested_runs_and_best_params_feed_train(repo_copy, tmp_path):
         assert "train.optimizer.lr" in child.data.params
         assert client.get_metric_history(child.info.run_id, "val/acc")
 
-    _dvc(repo_copy, env, "repro", "train")
+    run_dvc(repo_copy, env, "repro", "train")
     (train_run,) = client.search_runs([exp.experiment_id], "tags.stage = 'train'")
     assert train_run.data.tags["train.tuned"] == "true"
     assert float(train_run.data.params["model.width"]) == best.get("model.width", 8)
 
-    again = _dvc(repo_copy, env, "repro", "tune")
+    again = run_dvc(repo_copy, env, "repro", "tune")
     assert "Running stage 'tune'" not in again.stdout
 
 
@@ -142,7 +129,7 @@ def _tune_until_mid_trial(repo, env, complete: int, stderr=subprocess.DEVNULL):
 def test_kill_9_mid_trial_then_resume_keeps_every_complete_trial(repo_copy, tmp_path, reliability):
     env = {**pipeline_env(tmp_path), "REPROLAB_FAULT_HANG": "2:1"}  # trial 2 blocks mid-run
     _write(repo_copy, {**TINY, "tune": {**TINY["tune"], "n_trials": 5, "pruner": "none"}})
-    _dvc(repo_copy, env, "repro", "augment")
+    run_dvc(repo_copy, env, "repro", "augment")
     proc = _tune_until_mid_trial(repo_copy, env, complete=2)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
@@ -154,7 +141,7 @@ def test_kill_9_mid_trial_then_resume_keeps_every_complete_trial(repo_copy, tmp_
     }
     assert len(before) >= 2
 
-    _dvc(repo_copy, env, "repro", "tune")
+    run_dvc(repo_copy, env, "repro", "tune")
     study = _study(repo_copy)
     states = _states(study)
     assert states.get("COMPLETE", 0) + states.get("PRUNED", 0) == 5
@@ -182,7 +169,7 @@ def test_kill_9_mid_trial_then_resume_keeps_every_complete_trial(repo_copy, tmp_
 def test_nan_injected_in_a_trial_fails_it_and_the_study_goes_on(repo_copy, tmp_path, reliability):
     env = {**pipeline_env(tmp_path), "REPROLAB_FAULT_NAN": "1:2"}
     _write(repo_copy, {**TINY, "tune": {**TINY["tune"], "n_trials": 3}})
-    _dvc(repo_copy, env, "repro", "tune")
+    run_dvc(repo_copy, env, "repro", "tune")
     study = _study(repo_copy)
     nan_trial = study.trials[1]
     assert nan_trial.state == optuna.trial.TrialState.FAIL
@@ -230,7 +217,7 @@ def test_pruning_with_two_ddp_ranks_ends_without_a_hang(repo_copy, tmp_path):
         },
     }
     _write(repo_copy, ddp)
-    _dvc(repo_copy, env, "repro", "augment")
+    run_dvc(repo_copy, env, "repro", "augment")
     started = time.time()
     res = subprocess.run(
         [sys.executable, "-m", "stages.tune"],
@@ -291,7 +278,7 @@ def test_signal_mid_trial_ends_runs_killed_and_resume_keeps_the_study(
     complete trial kept; `dvc repro tune` then finishes the study without re-running it."""
     env = {**pipeline_env(tmp_path), "REPROLAB_FAULT_HANG": "1:1"}
     _write(repo_copy, {**TINY, "tune": {**TINY["tune"], "n_trials": 3, "pruner": "none"}})
-    _dvc(repo_copy, env, "repro", "augment")
+    run_dvc(repo_copy, env, "repro", "augment")
     proc = _tune_until_mid_trial(repo_copy, env, complete=1, stderr=subprocess.PIPE)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=120)
@@ -310,7 +297,7 @@ def test_signal_mid_trial_ends_runs_killed_and_resume_keeps_the_study(
     assert len(before) >= 1
 
     env.pop("REPROLAB_FAULT_HANG")
-    _dvc(repo_copy, env, "repro", "tune")
+    run_dvc(repo_copy, env, "repro", "tune")
     study = _study(repo_copy)
     states = _states(study)
     assert states.get("COMPLETE", 0) + states.get("PRUNED", 0) == 3 and "RUNNING" not in states

@@ -48,10 +48,10 @@ def parser(stage: str, description: str, paths: dict[str, str]) -> argparse.Argu
     from that `cmd` by `run_main`.
     """
     p = argparse.ArgumentParser(prog=f"python -m stages.{stage}", description=description)
-    p.add_argument("--params", help="params file (default: as in dvc.yaml)")
+    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     for name, text in paths.items():
         p.add_argument(f"--{name}", help=f"{text} (default: as in dvc.yaml)")
-    p.set_defaults(path_options=("params", *paths))
+    p.set_defaults(path_options=tuple(paths))
     return p
 
 

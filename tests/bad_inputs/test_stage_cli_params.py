@@ -6,6 +6,7 @@ at all; the accepted case validates."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,7 @@ CASES = [
 
 def _run(tmp: Path, stage: str, text: str) -> subprocess.CompletedProcess:
     (tmp / "p.yaml").write_text(text)
+    shutil.copy(REPO / "dvc.yaml", tmp)  # a project root: the stage reads its paths from it
     env = dict(os.environ, PYTHONPATH=str(REPO), MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/m.db")
     return subprocess.run(
         [sys.executable, "-m", f"stages.{stage}", "--params", "p.yaml"],
