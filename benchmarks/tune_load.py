@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,7 @@ def main() -> int:
         work = Path(tmp)
         raw = PARAMS | {"tune": PARAMS["tune"] | {"n_trials": a.trials, "n_workers": a.workers}}
         (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        shutil.copy(REPO / "dvc.yaml", work)  # a project root: stages read their paths from it
         env = {
             **os.environ,
             "PYTHONPATH": str(REPO),

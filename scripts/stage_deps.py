@@ -151,11 +151,11 @@ def problems(dvc: dict, repo: Path = REPO) -> list[str]:
 def write(path: Path) -> None:
     from ruamel.yaml import YAML
 
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.width = 100
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    doc = yaml.load(path.read_text())
+    rt = YAML(typ="rt")  # round-trip: keeps comments and layout; builds plain data only
+    rt.preserve_quotes = True
+    rt.width = 100
+    rt.indent(mapping=2, sequence=4, offset=2)
+    doc = rt.load(path.read_text())
     for name, want in expected_deps(doc).items():
         deps = doc["stages"][name]["deps"]
         for i in reversed(range(len(deps))):
@@ -163,7 +163,7 @@ def write(path: Path) -> None:
                 del deps[i]
         deps.extend(want)
     with path.open("w") as fh:
-        yaml.dump(doc, fh)
+        rt.dump(doc, fh)
 
 
 def main(argv: list[str] | None = None) -> int:
