@@ -204,9 +204,7 @@ class TaskModule(L.LightningModule):
         )
         total = int(self.trainer.estimated_stepping_batches)
         per_epoch = max(1, total // max(1, self.trainer.max_epochs))
-        sched = build_scheduler(
-            opt, total_steps=total, steps_per_epoch=per_epoch, **hp.scheduler
-        )
+        sched = build_scheduler(opt, total_steps=total, steps_per_epoch=per_epoch, **hp.scheduler)
         if sched is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

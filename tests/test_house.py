@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import graphlib
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from conftest import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
 import stage_deps  # noqa: E402
+
+from stages.runtime.errors import UserError  # noqa: E402
 
 STAGES = ("prepare", "augment", "baselines", "tune", "train", "compress", "evaluate")
 
@@ -142,3 +145,40 @@ def test_a_non_editable_install_ships_every_package(repo_copy, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().startswith(target), done.stdout
+
+
+def _cmd_paths() -> dict[str, dict[str, str]]:
+    from stages.runtime.cli import declared_paths
+
+    dvc_yaml = REPO / "dvc.yaml"
+    cmds = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    names = {w[2:] for st in cmds.values() for w in st["cmd"].split() if w.startswith("--")}
+    return {stage: declared_paths(stage, sorted(names), dvc_yaml) for stage in cmds}
+
+
+def test_no_path_of_dvc_yaml_is_written_again_in_the_code():
+    """No string in the code equals a path a stage's cmd passes (one-word names like
+    `reports`, which are also MLflow artifact folders, are left out)."""
+    paths = {p for per_stage in _cmd_paths().values() for p in per_stage.values() if "/" in p}
+    found = []
+    for root in stage_deps.ROOTS:
+        for f in (REPO / root).rglob("*.py"):
+            for node in ast.walk(ast.parse(f.read_text())):
+                if isinstance(node, ast.Constant) and node.value in paths:
+                    found.append(f"{f.relative_to(REPO)}:{node.lineno}: {node.value!r}")
+    assert found == []
+
+
+def test_a_stage_started_by_hand_takes_the_paths_its_dvc_yaml_cmd_passes(tmp_path):
+    from stages.runtime.cli import fill_paths, parser
+    from stages.train.stage import Paths
+
+    args = parser("train", "t", Paths).parse_args(["--model", "elsewhere.pt"])
+    fill_paths("train", args, REPO / "dvc.yaml")
+    assert args.model == "elsewhere.pt"  # given on the command line: kept
+    declared = _cmd_paths()["train"]
+    assert {f: getattr(args, f) for f in declared if f != "model"} == {
+        f: v for f, v in declared.items() if f != "model"
+    }
+    with pytest.raises(UserError, match="no .*dvc.yaml in"):
+        fill_paths("train", parser("train", "t", Paths).parse_args([]), tmp_path / "dvc.yaml")

@@ -76,15 +76,19 @@ def test_dvc_dep_hashes_read_from_lock(tmp_path):
 
 SCRIPT = textwrap.dedent("""
     import sys, time
+    from dataclasses import dataclass
     from stages import config
     from stages.runtime import tracking
     from stages.runtime.cli import run_main, parser
     cfg = config.Params()
+    @dataclass
+    class NoPaths:
+        pass
     def body(args):
         with tracking.stage_run("augment", cfg, ("augment",)):
             print("ready", flush=True)
             time.sleep(60)
-    sys.exit(run_main("augment", body, parser("augment", "t", {}), []))
+    sys.exit(run_main("augment", body, parser("augment", "t", NoPaths), []))
 """)
 
 

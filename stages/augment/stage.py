@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 
 from stages import config
 from stages.common import io
-from stages.runtime.cli import parser, run_main
+from stages.runtime.cli import parser, path_field, run_main
 from stages.schema.augment import AugmentParams
 
 SECTIONS = ("seed", "augment")
@@ -182,15 +183,16 @@ def _sample_grid(before: np.ndarray, after: np.ndarray, n: int, path: Path) -> N
     plt.close(fig)
 
 
+@dataclass(frozen=True)
+class Paths:
+    """Every path the stage reads or writes, as `dvc.yaml` passes them."""
+
+    prepared: Path = path_field("prepare stage output")
+    out: Path = path_field("output folder: augmented train/val")
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = parser(
-        "augment",
-        "Offline, seeded augmentation of the training split.",
-        {
-            "prepared": "prepare stage output",
-            "out": "output directory",
-        },
-    )
+    ap = parser("augment", "Offline, seeded augmentation of the training split.", Paths)
 
     def body(args):
         cfg = config.load(args.params)
@@ -203,8 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             "augment",
             cfg,
             SECTIONS,
-            dataset=schema["dataset"],
-            data_fingerprint=schema["fingerprint"],
+            schema=schema,
             inputs=[args.prepared],
         ):
             metrics = run(cfg, args.prepared, args.out)

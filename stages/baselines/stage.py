@@ -25,7 +25,7 @@ from stages.baselines.tracking import jsonable
 from stages.common import fit_rows, io
 from stages.common.scores import default_headline, score
 from stages.common.skops_files import load_trusted, save_model
-from stages.runtime.cli import parser, paths_from, run_main
+from stages.runtime.cli import parser, path_field, paths_from, run_main
 from stages.runtime.errors import UserError
 from stages.schema.baselines import ESTIMATORS, make_estimator
 
@@ -42,11 +42,11 @@ ModelLogger = Callable[[str, Any, dict[str, Any], np.ndarray], str | None]
 class Paths:
     """Every path the stage reads or writes, as `dvc.yaml` passes them."""
 
-    prepared: Path  # prepare stage output (splits, schema.json, preprocessor.skops)
-    augmented: Path  # augment stage output, read when `baselines.use_augmented`
-    out: Path  # `<name>.skops` + `index.json` (replaced atomically)
-    metrics: Path  # val metrics and fit seconds per model
-    importance: Path  # feature-importance CSV + PNG per tree model (replaced atomically)
+    prepared: Path = path_field("prepare stage output (splits, schema.json, preprocessor)")
+    augmented: Path = path_field("augment stage output, read when baselines.use_augmented")
+    out: Path = path_field("<name>.skops + index.json (replaced atomically)")
+    metrics: Path = path_field("val metrics and fit seconds per model")
+    importance: Path = path_field("feature-importance CSV + PNG per tree model")
 
 
 def run(cfg: config.Params, paths: Paths, log_model: ModelLogger | None = None) -> dict[str, Any]:
@@ -162,17 +162,7 @@ def _importances(name, model, schema, out: Path, top: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = parser(
-        "baselines",
-        "Fit the scikit-learn baselines and score them on val.",
-        {
-            "prepared": "prepare stage output",
-            "augmented": "augment stage output",
-            "out": "model directory",
-            "metrics": "val metrics file",
-            "importance": "importance CSV/PNG dir",
-        },
-    )
+    ap = parser("baselines", "Fit the scikit-learn baselines and score them on val.", Paths)
 
     def body(args):
         cfg = config.load(args.params)
@@ -187,8 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             "baselines",
             cfg,
             SECTIONS,
-            dataset=schema["dataset"],
-            data_fingerprint=schema["fingerprint"],
+            schema=schema,
             inputs=inputs,
         ):
             mlflow.set_tag("fit_on", cfg.train.fit_on)

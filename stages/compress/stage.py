@@ -18,7 +18,7 @@ from typing import Any
 
 from stages import config
 from stages.common import fit_rows, io
-from stages.runtime.cli import parser, paths_from, run_main
+from stages.runtime.cli import parser, path_field, paths_from, run_main
 from stages.runtime.errors import UserError
 
 SECTIONS = ("seed", "compress")
@@ -46,12 +46,12 @@ CSV_COLUMNS = (
 class Paths:
     """Every path the stage reads or writes, as `dvc.yaml` passes them."""
 
-    prepared: Path
-    augmented: Path
-    model: Path
-    out: Path
-    metrics: Path
-    plot: Path
+    prepared: Path = path_field("prepare stage output")
+    augmented: Path = path_field("augment stage output, read when compress.use_augmented")
+    model: Path = path_field("the trained network")
+    out: Path = path_field("variant files")
+    metrics: Path = path_field("one row per variant")
+    plot: Path = path_field("plot data (CSV)")
 
 
 def run(cfg: config.Params, paths: Paths, tracker=None) -> dict[str, dict[str, Any]]:
@@ -189,18 +189,7 @@ def _require_model(path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = parser(
-        "compress",
-        "Prune, quantize and distill the trained model; measure each.",
-        {
-            "prepared": "prepare stage output",
-            "augmented": "augment stage output",
-            "model": "the trained network",
-            "out": "variant files",
-            "metrics": "one row per variant",
-            "plot": "plot data",
-        },
-    )
+    ap = parser("compress", "Prune, quantize and distill the trained model; measure each.", Paths)
 
     def body(args):
         cfg = config.load(args.params)
@@ -215,8 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             "compress",
             cfg,
             SECTIONS,
-            dataset=schema["dataset"],
-            data_fingerprint=schema["fingerprint"],
+            schema=schema,
             inputs=[str(paths.model), str(paths.prepared), str(paths.augmented)],
         ) as active:
             import mlflow

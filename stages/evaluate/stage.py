@@ -25,7 +25,7 @@ from stages.common.sizes import bytes_on_disk
 from stages.evaluate import bootstrap, leaderboard, report
 from stages.evaluate import plots as plots_evaluate
 from stages.evaluate.candidates import Candidate, discover
-from stages.runtime.cli import parser, paths_from, run_main
+from stages.runtime.cli import parser, path_field, paths_from, run_main
 from stages.runtime.errors import UserError
 
 SECTIONS = ("seed", "evaluate")
@@ -36,13 +36,13 @@ log = logging.getLogger("reprolab.evaluate")
 class Paths:
     """Every path the stage reads or writes, as `dvc.yaml` passes them."""
 
-    prepared: Path  # test split + schema.json
-    baselines: Path  # baselines stage output (index.json + models)
-    model: Path  # the trained network (optional: skipped with a note if missing)
-    compressed: Path  # compressed variants (optional, likewise)
-    metrics: Path  # metrics/leaderboard.json
-    plots: Path  # plot files (replaced atomically)
-    reports: Path  # report.md / report.html (replaced atomically)
+    prepared: Path = path_field("prepare stage output (test split + schema.json)")
+    baselines: Path = path_field("baselines stage output (index.json + models)")
+    model: Path = path_field("the trained network (skipped with a note if missing)")
+    compressed: Path = path_field("compressed variants (skipped with a note if missing)")
+    metrics: Path = path_field("the leaderboard (JSON)")
+    plots: Path = path_field("plots folder (replaced atomically)")
+    reports: Path = path_field("report.md + report.html folder (replaced atomically)")
 
 
 def run(
@@ -157,17 +157,7 @@ def _score_one(c: Candidate, task, X, y, classes, cfg) -> tuple[dict, tuple, dic
 
 def main(argv: list[str] | None = None) -> int:
     ap = parser(
-        "evaluate",
-        "Score every candidate on the test split; leaderboard and report.",
-        {
-            "prepared": "prepare stage output",
-            "baselines": "baselines stage output",
-            "model": "trained network (optional)",
-            "compressed": "compressed (optional)",
-            "metrics": "leaderboard file",
-            "plots": "plots directory",
-            "reports": "report directory",
-        },
+        "evaluate", "Score every candidate on the test split; leaderboard and report.", Paths
     )
 
     def body(args):
@@ -180,8 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             "evaluate",
             cfg,
             SECTIONS,
-            dataset=schema["dataset"],
-            data_fingerprint=schema["fingerprint"],
+            schema=schema,
             inputs=[args.prepared, args.baselines, args.model, args.compressed],
         ) as active:
             info = {

@@ -22,7 +22,7 @@ from stages.prepare.sources.load import load_source
 from stages.prepare.sources.raw import RawData
 from stages.prepare.splitting import split_indices
 from stages.prepare.targets import Target, resolve_target
-from stages.runtime.cli import parser, run_main
+from stages.runtime.cli import parser, path_field, run_main
 
 SECTIONS = ("seed", "data")
 SPLITS = ("train", "val", "test")
@@ -181,14 +181,15 @@ def _save_transformer(transformer: Any, path: Path) -> None:
         sio.dump(transformer, tmp)
 
 
+@dataclass(frozen=True)
+class Paths:
+    """Every path the stage reads or writes, as `dvc.yaml` passes them."""
+
+    out: Path = path_field("output folder: splits, schema.json, preprocessor")
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = parser(
-        "prepare",
-        "Read data.source, split it and fit preprocessing on train.",
-        {
-            "out": "output directory",
-        },
-    )
+    ap = parser("prepare", "Read data.source, split it and fit preprocessing on train.", Paths)
 
     def body(args):
         cfg = config.load(args.params)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import yaml
 
@@ -40,8 +41,13 @@ def setup_logging(stage: str) -> logging.Logger:
     return logging.getLogger(f"reprolab.{stage}")
 
 
-def parser(stage: str, description: str, paths: dict[str, str]) -> argparse.ArgumentParser:
-    """The stage's argument parser: `--params` and one option per path in `paths` (name -> help).
+def path_field(text: str) -> Any:
+    """A field of a stage's `Paths` dataclass: required, `text` is its --help line."""
+    return dataclasses.field(metadata={"help": text})
+
+
+def parser(stage: str, description: str, paths: type) -> argparse.ArgumentParser:
+    """The stage's argument parser: `--params` and one option per field of its `Paths` class.
 
     No path has a default here: `dvc.yaml` declares them once, in the stage's `cmd`. A path
     left off the command line (a stage started by hand, a tune worker, torchrun) is read
@@ -49,9 +55,10 @@ def parser(stage: str, description: str, paths: dict[str, str]) -> argparse.Argu
     """
     p = argparse.ArgumentParser(prog=f"python -m stages.{stage}", description=description)
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    for name, text in paths.items():
-        p.add_argument(f"--{name}", help=f"{text} (default: as in dvc.yaml)")
-    p.set_defaults(path_options=tuple(paths))
+    fields = dataclasses.fields(paths)
+    for f in fields:
+        p.add_argument(f"--{f.name}", help=f"{f.metadata['help']} (default: as in dvc.yaml)")
+    p.set_defaults(path_options=tuple(f.name for f in fields))
     return p
 
 

@@ -198,6 +198,7 @@ def stage_run(
     cfg: Params,
     sections: tuple[str, ...],
     *,
+    schema: dict[str, Any] | None = None,
     dataset: str | None = None,
     data_fingerprint: str | None = None,
     inputs: list[str] | None = None,
@@ -209,6 +210,7 @@ def stage_run(
         stage: stage name (also the run name).
         cfg: validated params.
         sections: the params sections this stage reads (logged and hashed).
+        schema: prepare's schema.json; sets `dataset` and `data_fingerprint` from it.
         dataset: dataset name from schema.json, for the experiment name.
         data_fingerprint: fingerprint of the source data (schema.json).
         inputs: the stage's input paths; their DVC hashes are tagged.
@@ -219,6 +221,8 @@ def stage_run(
     """
     import mlflow
 
+    if schema is not None:
+        dataset, data_fingerprint = schema["dataset"], schema["fingerprint"]
     mlflow.set_tracking_uri(tracking_uri(cfg))
     experiment = mlflow.set_experiment(experiment_name(cfg, dataset))
     close_orphaned_runs(mlflow.MlflowClient(), experiment.experiment_id)

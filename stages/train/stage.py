@@ -171,20 +171,7 @@ def _progress_bar(setting: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = parser(
-        "train",
-        "Train the model: network on the augmented/prepared data.",
-        {
-            "prepared": "prepare stage output",
-            "augmented": "augment stage output",
-            "tuned": "tune stage result",
-            "checkpoints": "last/best checkpoints",
-            "ckpt": "best checkpoint (copy)",
-            "model": "weights + params + schema",
-            "metrics": "metrics file",
-            "history": "per-epoch CSV",
-        },
-    )
+    ap = parser("train", "Train the model: network on the augmented/prepared data.", Paths)
 
     def body(args):
         cfg, tuned = load_params(Path(args.params), Path(args.tuned))
@@ -206,8 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             "train",
             cfg,
             SECTIONS,
-            dataset=schema["dataset"],
-            data_fingerprint=schema["fingerprint"],
+            schema=schema,
             inputs=[str(paths.prepared), str(paths.augmented)],
             run_id=run_id,
         ) as active:

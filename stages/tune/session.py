@@ -83,8 +83,7 @@ class TuneSession:
             "tune",
             self.cfg,
             SECTIONS,
-            dataset=self.schema["dataset"],
-            data_fingerprint=self.schema["fingerprint"],
+            schema=self.schema,
             inputs=[self.args.prepared, self.args.augmented],
         ) as parent:
             mlflow.set_tags({"optuna_study": self.name, "resumed_with_finished": str(done)})

@@ -11,28 +11,30 @@ subprocesses) and waits until the study holds `tune.n_trials` finished trials, t
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from stages import config
 from stages.common import io
 from stages.common.search_space import validate_space
-from stages.runtime.cli import parser, run_main
+from stages.runtime.cli import parser, path_field, run_main
 from stages.tune.outputs import write_disabled
 
 log = logging.getLogger("reprolab.tune")
 
 
+@dataclass(frozen=True)
+class Paths:
+    """Every path the stage reads or writes, as `dvc.yaml` passes them."""
+
+    prepared: Path = path_field("prepare stage output")
+    augmented: Path = path_field("augment stage output")
+    out: Path = path_field("output folder (best params, study, plots)")
+    metrics: Path = path_field("metrics file")
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = parser(
-        "tune",
-        "Optuna search over the training params.",
-        {
-            "prepared": "prepare stage output",
-            "augmented": "augment stage output",
-            "out": "output folder (best params, study, plots)",
-            "metrics": "metrics file",
-        },
-    )
+    ap = parser("tune", "Optuna search over the training params.", Paths)
     ap.add_argument("--worker", action="store_true", help="join a running study as a worker")
     ap.add_argument("--study-name", default=None)
     ap.add_argument("--parent-run-id", default=None)
