@@ -29,6 +29,9 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.conftest import run_stage  # noqa: E402
 
 PARAMS = {
     "data": {
@@ -76,13 +79,7 @@ def main() -> int:
                 capture_output=True,
             )
         started = time.perf_counter()
-        res = subprocess.run(
-            [sys.executable, "-m", "stages.tune"],
-            cwd=work,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+        res = run_stage("tune", work, env)
         wall = time.perf_counter() - started
         out = res.stdout + res.stderr
         problems = []

@@ -101,6 +101,30 @@ def run_dvc(repo: Path, env: dict[str, str], *args: str, check: bool = True, tim
     return res
 
 
+def run_stage(stage: str, cwd: Path, env: dict[str, str], *args: str, timeout: int = 900):
+    """`python -m stages.<stage> <args>` in `cwd`, run to the end; output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", f"stages.{stage}", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_stage(stage: str, cwd: Path, env: dict[str, str], *args: str) -> subprocess.Popen:
+    """`python -m stages.<stage> <args>` started in `cwd` (stderr piped, stdout dropped)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", f"stages.{stage}", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 @pytest.fixture
 def prepared(make_params, tmp_path):
     """prepared(source, **data) -> the prepare stage's output folder for that source."""

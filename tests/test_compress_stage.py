@@ -4,15 +4,13 @@ variant files evaluate can load, and the table's rows."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
 
-from tests.conftest import pipeline_env, run_dvc, write_params
+from tests.conftest import pipeline_env, run_dvc, start_stage, write_params
 
 pytestmark = pytest.mark.integration
 
@@ -90,14 +88,7 @@ def test_repro_compress_writes_variants_table_and_nested_runs(repo_copy, tmp_pat
     _, meta = load_network(out_dir / "student_distilled.pt")
     assert meta["mlflow_run_id"] in {c.info.run_id for c in children}
 
-    again = subprocess.run(
-        [sys.executable, "-m", "dvc", "status", "compress"],
-        cwd=repo_copy,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    again = run_dvc(repo_copy, env, "status", "compress", check=False, timeout=120)
     assert "changed" not in again.stdout, again.stdout
 
     # Fault: SIGTERM while the compress stage works on its variants (a changed param makes
@@ -109,14 +100,7 @@ def test_repro_compress_writes_variants_table_and_nested_runs(repo_copy, tmp_pat
     before = {p.name: p.read_bytes() for p in out_dir.iterdir()}
     table = (repo_copy / "metrics/compression.json").read_bytes()
     write_params(repo_copy, {"compress": {"distill": {"epochs": 2}}})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stages.compress"],
-        cwd=repo_copy,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_stage("compress", repo_copy, env)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         runs = client.search_runs([exp.experiment_id], "tags.stage = 'compress-variant'")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -211,17 +212,21 @@ def test_sparsity_outside_unit_interval_is_refused(make_params, bad):
         make_params({"compress": {"unstructured": {"sparsities": bad}}})
 
 
-def test_missing_model_is_refused_with_the_command(make_params, tmp_path):
-    paths = compress.Paths(
-        prepared=tmp_path,
-        augmented=tmp_path,
-        model=tmp_path / "nope.pt",
-        out=tmp_path / "compressed",
-        metrics=tmp_path / "c.json",
-        plot=tmp_path / "c.csv",
+def _paths(folder: Path, model: str = "model.pt") -> compress.Paths:
+    """Every input and output of the compress stage in one folder."""
+    return compress.Paths(
+        prepared=folder,
+        augmented=folder,
+        model=folder / model,
+        out=folder / "compressed",
+        metrics=folder / "c.json",
+        plot=folder / "c.csv",
     )
+
+
+def test_missing_model_is_refused_with_the_command(make_params, tmp_path):
     with pytest.raises(UserError, match="dvc repro train"):
-        compress.run(make_params(), paths)
+        compress.run(make_params(), _paths(tmp_path, "nope.pt"))
 
 
 def _tiny_inputs(tmp_path, arch, **spec):
@@ -237,14 +242,7 @@ def _tiny_inputs(tmp_path, arch, **spec):
         tmp_path / "model.pt",
         package(net, arch, kwargs, "multiclass", {}, {"input_shape": [1, 8, 8]}),
     )
-    return compress.Paths(
-        prepared=tmp_path,
-        augmented=tmp_path,
-        model=tmp_path / "model.pt",
-        out=tmp_path / "compressed",
-        metrics=tmp_path / "c.json",
-        plot=tmp_path / "c.csv",
-    )
+    return _paths(tmp_path)
 
 
 def test_unsupported_variant_is_a_failure_row_and_others_finish(make_params, tmp_path):

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import mlflow
 import pytest
 
-from tests.conftest import pipeline_env, run_dvc, write_params
+from tests.conftest import pipeline_env, run_dvc, run_stage, write_params
 
 pytestmark = pytest.mark.integration
 
@@ -60,14 +58,7 @@ def test_bad_params_fail_before_any_run(repo_copy, tmp_path):
     (repo_copy / "params.yaml").write_text(
         "data:\n  source: digits\n  val_size: 0.6\n  test_size: 0.5\n"
     )
-    res = subprocess.run(
-        [sys.executable, "-m", "stages.prepare"],
-        cwd=repo_copy,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    res = run_stage("prepare", repo_copy, env, timeout=120)
     assert res.returncode == 2
     assert "params.yaml" in res.stderr and "val_size + test_size = 1.1" in res.stderr
     assert "Traceback" not in res.stderr
@@ -78,14 +69,7 @@ def test_bad_data_fails_without_outputs_or_runs(repo_copy, tmp_path):
     env = pipeline_env(tmp_path)
     (repo_copy / "data/raw/empty.csv").write_text("a,b,label\n")
     write_params(repo_copy, {"data": {"source": "data/raw/empty.csv", "target": "label"}})
-    res = subprocess.run(
-        [sys.executable, "-m", "stages.prepare"],
-        cwd=repo_copy,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    res = run_stage("prepare", repo_copy, env, timeout=120)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "empty.csv" in res.stderr and "no data rows" in res.stderr
     assert not (repo_copy / "data/prepared").exists()

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from stages.runtime import tracking_retry
-from tests.conftest import pipeline_env, write_params
+from tests.conftest import pipeline_env, run_dvc, run_stage, write_params
 
 TINY = {"augment": {"multiplier": 2, "sample_grid": 4}}
 FAST_GIVE_UP = {  # a small retry budget so the outage test takes seconds, not minutes
@@ -114,14 +114,7 @@ def backend(request, tmp_path) -> Iterator[str]:
 
 
 def dvc(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "dvc", *args],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_dvc(repo, env, *args, check=False, timeout=300)
 
 
 def server_runs(uri: str, filter_string: str = "") -> list:
@@ -170,14 +163,7 @@ def test_server_down_at_start_fails_before_compute(repo_copy, tmp_path, reliabil
     uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     env = {**pipeline_env(tmp_path), "MLFLOW_TRACKING_URI": uri, **FAST_GIVE_UP}
     started = time.monotonic()
-    res = subprocess.run(
-        [sys.executable, "-m", "stages.prepare", "--out", "data/prepared"],
-        cwd=repo_copy,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    res = run_stage("prepare", repo_copy, env, "--out", "data/prepared", timeout=120)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert f"error: prepare: MLflow tracking server {uri} is unreachable" in res.stderr
     assert "Connection refused" in res.stderr and "gave up after 2 retries" in res.stderr

@@ -14,7 +14,7 @@ import mlflow
 import optuna
 import pytest
 
-from tests.conftest import pipeline_env
+from tests.conftest import pipeline_env, run_dvc, run_stage, start_stage
 from tests.test_tracking_server import fresh_database
 from tests.test_tune_stage import TINY, _write
 
@@ -53,21 +53,8 @@ def test_three_workers_share_one_study(repo_copy, tmp_path, optuna_db, reliabili
     env = pipeline_env(tmp_path)
     n = 3  # trials long enough (20 epochs) that the two worker processes start and join
     _write(repo_copy, _params(3 * n, 3, optuna_db, max_epochs=20))
-    subprocess.run(
-        [sys.executable, "-m", "dvc", "repro", "augment"],
-        cwd=repo_copy,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    res = subprocess.run(
-        [sys.executable, "-m", "stages.tune"],
-        cwd=repo_copy,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    run_dvc(repo_copy, env, "repro", "augment")
+    res = run_stage("tune", repo_copy, env, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "database is locked" not in res.stderr
     assert optuna_db.split("@")[0].split(":")[-1] not in res.stderr  # password never logged
@@ -107,21 +94,8 @@ def test_kill_9_worker_trial_fails_after_grace_and_is_retried(
     period its trial is FAIL, the retry runs with the same params, the target is reached."""
     env = pipeline_env(tmp_path)
     _write(repo_copy, _params(4, 1, optuna_db, max_epochs=25))
-    subprocess.run(
-        [sys.executable, "-m", "dvc", "repro", "augment"],
-        cwd=repo_copy,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    stage = subprocess.Popen(
-        [sys.executable, "-m", "stages.tune"],
-        cwd=repo_copy,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    run_dvc(repo_copy, env, "repro", "augment")
+    stage = start_stage("tune", repo_copy, env)
     worker = subprocess.Popen(
         [sys.executable, "-m", "stages.tune", "--worker"],
         cwd=repo_copy,
@@ -172,21 +146,8 @@ def test_db_blip_mid_study_does_not_stop_the_workers(repo_copy, tmp_path, optuna
 
     env = pipeline_env(tmp_path)
     _write(repo_copy, _params(4, 1, optuna_db, max_epochs=15))
-    subprocess.run(
-        [sys.executable, "-m", "dvc", "repro", "augment"],
-        cwd=repo_copy,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    stage = subprocess.Popen(
-        [sys.executable, "-m", "stages.tune"],
-        cwd=repo_copy,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    run_dvc(repo_copy, env, "repro", "augment")
+    stage = start_stage("tune", repo_copy, env)
     db = make_url(optuna_db).database
     killed, deadline = 0, time.time() + 300
     while not killed and time.time() < deadline and stage.poll() is None:

@@ -16,7 +16,7 @@ import optuna
 import pytest
 import yaml
 
-from tests.conftest import pipeline_env, run_dvc, write_params
+from tests.conftest import pipeline_env, run_dvc, run_stage, write_params
 
 pytestmark = pytest.mark.integration
 
@@ -219,14 +219,7 @@ def test_pruning_with_two_ddp_ranks_ends_without_a_hang(repo_copy, tmp_path):
     _write(repo_copy, ddp)
     run_dvc(repo_copy, env, "repro", "augment")
     started = time.time()
-    res = subprocess.run(
-        [sys.executable, "-m", "stages.tune"],
-        cwd=repo_copy,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=420,
-    )
+    res = run_stage("tune", repo_copy, env, timeout=420)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Starting with 2 processes" in res.stderr + res.stdout
     states = _states(_study(repo_copy))
@@ -247,14 +240,7 @@ def test_real_tracking_server_receives_nested_trials(repo_copy, tmp_path):
     with mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "artifacts") as uri:
         env = {**pipeline_env(tmp_path), "MLFLOW_TRACKING_URI": uri}
         _write(repo_copy, {**TINY, "tune": {**TINY["tune"], "n_workers": 2}})
-        res = subprocess.run(
-            [sys.executable, "-m", "dvc", "repro", "tune"],
-            cwd=repo_copy,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        res = run_dvc(repo_copy, env, "repro", "tune", check=False, timeout=900)
         assert res.returncode == 0, res.stderr[-3000:]
         client = mlflow.MlflowClient(uri)
         exp = client.get_experiment_by_name("tune-test")

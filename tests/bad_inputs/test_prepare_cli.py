@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "examples"))
 from make_examples import make_houses, make_shapes  # noqa: E402
+
+from tests.conftest import run_stage  # noqa: E402
 
 
 @dataclass
@@ -134,14 +135,7 @@ def _run(tmp: Path, case: Case):
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
         "PYTHONPATH": str(REPO),
     }
-    return subprocess.run(
-        [sys.executable, "-m", "stages.prepare", "--out", "out"],
-        cwd=tmp,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_stage("prepare", tmp, env, "--out", "out", timeout=300)
 
 
 @pytest.mark.integration
