@@ -138,7 +138,7 @@ def problems(dvc: dict, repo: Path = REPO) -> list[str]:
     """One line per stage whose code deps differ from its import closure."""
     lines = []
     for name, want in expected_deps(dvc, repo).items():
-        have = [str(d) for d in dvc["stages"][name].get("deps", []) if is_code(str(d))]
+        have = [str(d) for d in dvc["stages"][name].get("deps") or [] if is_code(str(d))]
         missing = sorted(set(want) - set(have))
         stale = sorted(set(have) - set(want))
         if missing:
@@ -157,6 +157,8 @@ def write(path: Path) -> None:
     rt.indent(mapping=2, sequence=4, offset=2)
     doc = rt.load(path.read_text())
     for name, want in expected_deps(doc).items():
+        if doc["stages"][name].get("deps") is None:
+            doc["stages"][name]["deps"] = []
         deps = doc["stages"][name]["deps"]
         for i in reversed(range(len(deps))):
             if is_code(str(deps[i])):

@@ -54,7 +54,11 @@ def mlflow_uri(tmp_path, monkeypatch) -> str:
 @pytest.fixture
 def repo_copy(tmp_path) -> Path:
     """The git-tracked + new project files copied into a fresh git repo in tmp_path."""
-    dest = tmp_path / "repo"
+    return copy_repo(tmp_path / "repo")
+
+
+def copy_repo(dest: Path) -> Path:
+    """The git-tracked + new project files copied into a fresh git repo at `dest`."""
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
         cwd=REPO,

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from stages import config
+from stages.config import __main__ as config_cli
 from stages.runtime.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,7 +141,7 @@ def test_params_hash_depends_only_on_named_sections(make_params):
 def test_config_cli_reports_errors(tmp_path, capsys):
     path = tmp_path / "params.yaml"
     path.write_text("data:\n  task: clasification\n")
-    assert config.main([str(path)]) == 2
+    assert config_cli.main([str(path)]) == 2
     err = capsys.readouterr().err
     assert "data.task = 'clasification'" in err and "'classification'" in err
 

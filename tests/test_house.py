@@ -18,7 +18,7 @@ import stage_deps  # noqa: E402
 
 from stages.runtime.errors import UserError  # noqa: E402
 
-STAGES = ("prepare", "augment", "baselines", "tune", "train", "compress", "evaluate")
+STAGES = ("validate", "prepare", "augment", "baselines", "tune", "train", "compress", "evaluate")
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_every_stage_is_a_package_with_an_entry_point():
         assert (REPO / "stages" / name / "__main__.py").exists(), name
         assert (REPO / "stages" / name / "stage.py").exists(), name
     loose = sorted(p.name for p in (REPO / "stages").glob("*.py"))
-    assert loose == ["__init__.py", "config.py"]
+    assert loose == ["__init__.py"]
 
 
 @pytest.mark.integration

@@ -12,9 +12,10 @@ import yaml
 
 from lightning_modules.serialization import load_network, predict
 from stages.common import io
+from stages.common.compat import check, cpu_has_bf16
 from stages.runtime.errors import ConfigError, UserError
 from stages.train import stage as train
-from stages.train.setup import check_compatible, cpu_has_bf16, load_params
+from stages.train.setup import load_params
 
 TINY = {
     "model": {"width": 4, "depth": 1},
@@ -103,7 +104,7 @@ def test_refusals_name_key_and_choices(make_params, prepared):
         )
     for overrides, schema, pattern in cases:
         with pytest.raises(ConfigError, match=pattern):
-            check_compatible(make_params(overrides), schema)
+            check(make_params(overrides), schema)
 
 
 def test_schema_refuses_unknown_names(make_params):

@@ -63,6 +63,16 @@ def candidate_values(dist: Distribution) -> list[Any]:
     return [cast(dist.low), cast(dist.high)]
 
 
+def trial_params(raw: dict[str, Any], max_epochs: int, point: dict[str, Any]) -> config.Params:
+    """The params of one trial: the base file, the sampled `point` and the trial's fixed keys.
+
+    A trial always fits on train alone (`train.fit_on: train`): it is scored on val.
+    Raises ConfigError when the values are invalid together.
+    """
+    fixed = {"train.max_epochs": max_epochs, "train.fit_on": "train"}
+    return config.validate(apply_overrides(raw, {**point, **fixed}))
+
+
 # Set by the tune stage in every trial, so not searchable.
 TRIAL_FIXED = {
     "train.max_epochs": "a trial trains tune.max_epochs epochs; set that instead",

@@ -134,6 +134,7 @@ def _write_splits(
         "preprocessing": prep,
         "notes": raw.notes,
         "seed": cfg.seed,
+        "data_params_hash": config.params_hash(cfg, *SECTIONS),  # validate: same data?
     }
 
 

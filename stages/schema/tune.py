@@ -81,6 +81,8 @@ class TuneParams(Section):
     study_name: str | None = None
     heartbeat_interval: int = Field(30, ge=1)
     grace_period: int = Field(120, ge=2)
+    # trials in a row failing for the same reason before the study stops (exit 2)
+    max_consecutive_failures: int = Field(3, ge=1)
     search_space: dict[str, Distribution] = Field(default_factory=default_space)
 
     @model_validator(mode="after")

@@ -6,9 +6,7 @@ with the dotted key, the value found and what is allowed.
 
 from __future__ import annotations
 
-import functools
 import logging
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +14,6 @@ from stages import config
 from stages.runtime.errors import ConfigError
 
 log = logging.getLogger("reprolab.train")
-
-CLASSIFICATION_MONITORS = ("val/loss", "val/acc", "val/f1", "val/auroc")
-REGRESSION_MONITORS = ("val/loss", "val/rmse", "val/mae", "val/r2")
 
 
 def load_params(params_path: Path, tuned_path: Path) -> tuple[config.Params, bool]:
@@ -76,91 +71,6 @@ def monitor_of(cfg: config.Params, schema: dict[str, Any]) -> tuple[str, str]:
         # continuous NLL keeps ranking epochs (digits, 6 seeds: test 0.9914 vs 0.9877).
         monitor = "val/rmse" if schema["task"] == "regression" else "val/loss"
     return monitor, "min" if monitor in ("val/loss", "val/rmse", "val/mae") else "max"
-
-
-@functools.cache
-def cpu_has_bf16() -> bool:
-    """Native bf16 on this CPU (x86 AVX512-BF16/AMX, or Arm's BF16 extension)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.system() == "Darwin" and platform.machine() == "arm64"
-    flags = set(text.split())
-    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
-
-
-def check_compatible(cfg: config.Params, schema: dict[str, Any]) -> None:
-    """Refuse combinations the data or machine cannot run, naming the key."""
-    from lightning_modules.layouts import layout
-    from lightning_modules.networks import SUPPORTED
-
-    m, t = cfg.model, cfg.train
-    shape = schema["input_shape"]
-    kind = layout(shape)
-    problems = []
-    if kind not in SUPPORTED[m.arch]:
-        fits = [a for a, kinds in SUPPORTED.items() if kind in kinds]
-        problems.append(
-            f"model.arch = {m.arch!r}: needs {' or '.join(SUPPORTED[m.arch])} input, but the "
-            f"data is a {kind} of shape {shape}; for this data use one of {', '.join(fits)}"
-        )
-    if (
-        m.arch == "transformer"
-        and kind == "image"
-        and any(s % m.transformer.patch_size for s in shape[1:])
-    ):
-        problems.append(
-            f"model.transformer.patch_size = {m.transformer.patch_size}: must divide the image "
-            f"size {shape[1]}x{shape[2]}"
-        )
-    if t.cutmix.enabled and kind != "image":
-        problems.append(f"train.cutmix.enabled = true: CutMix needs images, the data is a {kind}")
-    mix_p = (t.mixup.p if t.mixup.enabled else 0) + (t.cutmix.p if t.cutmix.enabled else 0)
-    if mix_p > 1:
-        problems.append(f"train.mixup.p + train.cutmix.p = {mix_p:g}: must be at most 1")
-    regression = schema["task"] == "regression"
-    if (
-        regression
-        and t.loss == "cross_entropy"
-        or not regression
-        and t.loss in ("mse", "huber", "l1")
-    ):
-        allowed = "auto, mse, huber, l1" if regression else "auto, cross_entropy"
-        problems.append(f"train.loss = {t.loss!r}: not for {schema['task']}; use {allowed}")
-    allowed_monitors = REGRESSION_MONITORS if regression else CLASSIFICATION_MONITORS
-    if t.monitor != "auto" and t.monitor not in allowed_monitors:
-        problems.append(
-            f"train.monitor = {t.monitor!r}: not logged for {schema['task']}; "
-            f"use auto, {', '.join(allowed_monitors)}"
-        )
-    problems += _device_problems(cfg)
-    if problems:
-        raise ConfigError("incompatible params:\n  " + "\n  ".join(problems))
-
-
-def _device_problems(cfg: config.Params) -> list[str]:
-    import torch
-
-    t = cfg.train
-    cuda = t.accelerator in ("gpu", "cuda") or (
-        t.accelerator == "auto" and torch.cuda.is_available()
-    )
-    if cuda and not torch.cuda.is_available():
-        return [f"train.accelerator = {t.accelerator!r}: no CUDA device here; use cpu or auto"]
-    if cuda and t.devices > torch.cuda.device_count():
-        return [f"train.devices = {t.devices}: only {torch.cuda.device_count()} GPU(s) here"]
-    if t.accelerator == "mps" and not torch.backends.mps.is_available():
-        return ["train.accelerator = 'mps': MPS is not available here; use cpu or auto"]
-    if t.precision == "bf16-mixed" and not cuda and not cpu_has_bf16():
-        return [
-            "train.precision = 'bf16-mixed': this CPU lacks native bf16 "
-            "(avx512_bf16/amx); use 32, or a GPU"
-        ]
-    if t.precision == "bf16-mixed" and cuda and not torch.cuda.is_bf16_supported():
-        return ["train.precision = 'bf16-mixed': this GPU lacks bf16; use 16-mixed or 32"]
-    if t.precision == "16-mixed" and not cuda:
-        return ["train.precision = '16-mixed': needs a GPU; on CPU use 32 (or bf16-mixed)"]
-    return []
 
 
 def module_args(cfg: config.Params, schema: dict[str, Any]) -> dict[str, Any]:

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from stages import config
-from stages.common import fit_rows, io
+from stages.common import compat, fit_rows, io
 from stages.runtime.cli import parser, paths_from, run_main
 from stages.runtime.errors import UserError
 from stages.train.paths import Paths
 from stages.train.resume import ResumePoint, check_same_rows, resume_point
-from stages.train.setup import check_compatible, load_params, module_args, monitor_of
+from stages.train.setup import load_params, module_args, monitor_of
 
 SECTIONS = ("seed", "model", "train")
 log = logging.getLogger("reprolab.train")
@@ -63,7 +63,7 @@ def run(
     Returns:
         metrics/train.json's content (empty on ranks other than 0).
     """
-    check_compatible(cfg, schema)
+    compat.check(cfg, schema)
     import lightning as L
     import torch
 
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg, tuned = load_params(Path(args.params), Path(args.tuned))
         paths = paths_from(args, Paths)
         schema = io.read_schema(paths.prepared)
-        check_compatible(cfg, schema)  # refuse bad combinations before any MLflow run
+        compat.check(cfg, schema)  # refuse bad combinations before any MLflow run
         point = ResumePoint(None, None)
         t = cfg.train
         if t.resume:  # refuse a hostile/unloadable checkpoint before any MLflow run

@@ -37,6 +37,7 @@ def study_name(cfg: config.Params, experiment: str, fingerprint: str) -> str:
             "study_name",
             "heartbeat_interval",
             "grace_period",
+            "max_consecutive_failures",
         )
     }
     blob = json.dumps(

@@ -26,7 +26,7 @@ from stages.tune.trial_runs import EpochSink
 from stages.tune.worker import TrialFault
 
 PRUNED_AT, BEST_VALUE = "pruned_at_epoch", "best_monitored_value"
-NAN_FAULT_ENV = "REPROLAB_FAULT_NAN"  # "<trial number>:<step>" (fault-injection tests)
+NAN_FAULT_ENV = "REPROLAB_FAULT_NAN"  # "<trial number or *>:<step>" (fault-injection tests)
 HANG_FAULT_ENV = "REPROLAB_FAULT_HANG"  # "<trial number>:<step>" (fault-injection tests)
 
 
@@ -36,7 +36,7 @@ def _fault_callbacks(number: int) -> list[L.Callback]:
     callbacks: list[L.Callback] = []
     for env, factory in ((NAN_FAULT_ENV, faults.NanAtStep), (HANG_FAULT_ENV, faults.HangAtStep)):
         trial, _, step = os.environ.get(env, "").partition(":")
-        if trial and int(trial) == number:
+        if trial == "*" or (trial and int(trial) == number):
             callbacks.append(factory(int(step or 0)))
     return callbacks
 

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stages import config
-from stages.common import io
-from stages.common.search_space import validate_space
+from stages.common import io, validation
 from stages.runtime.cli import parser, path_field, run_main
 from stages.tune.outputs import write_disabled
 
@@ -40,10 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parent-run-id", default=None)
 
     def body(args):
-        cfg = config.load(args.params)
-        raw = config.read_yaml(Path(args.params))
-        validate_space(cfg.tune.search_space, raw, args.params)
         schema = io.read_schema(Path(args.prepared))
+        # what every trial would be refused, refused once, before the first trial
+        report = validation.validate(Path(args.params), Path(args.prepared))
+        for warning in report.warnings:
+            log.warning(warning)
+        cfg, raw = report.cfg, config.read_yaml(Path(args.params))
         if not cfg.tune.enabled and not args.worker:
             write_disabled(Path(args.out), Path(args.metrics))
             return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 import traceback
 from typing import Any
@@ -15,7 +16,8 @@ from typing import Any
 import optuna
 
 from stages import config
-from stages.common.search_space import apply_overrides, suggest
+from stages.common.search_space import suggest, trial_params
+from stages.runtime.errors import UserError
 from stages.runtime.tracking import Terminated
 from stages.schema.tune import TuneParams
 from stages.tune import study as st
@@ -23,21 +25,6 @@ from stages.tune.progress import TrialProgress
 from stages.tune.trial_runs import TrialRun
 
 log = logging.getLogger("reprolab.tune")
-
-
-class _NoInterruptTraceback(logging.Filter):
-    """Optuna logs a trial ended by Ctrl-C/SIGTERM with its traceback; the stage already
-    says "interrupted ... marked KILLED" in one line, so keep Optuna's line, drop the stack.
-    Tracebacks of real trial errors are kept."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[0] if record.exc_info else None
-        if exc is not None and issubclass(exc, KeyboardInterrupt | Terminated):
-            record.exc_info = None
-        return True
-
-
-logging.getLogger("optuna.study._optimize").addFilter(_NoInterruptTraceback())
 
 
 class BudgetReached(Exception):
@@ -48,8 +35,51 @@ class TrialFault(Exception):
     """The trial's own fault (NaN/inf loss, out of memory, invalid combination)."""
 
 
+class StudyStuck(UserError):
+    """Trials keep failing for one reason: the study cannot make progress until it is fixed."""
+
+
+class FailureStreak:
+    """Counts trials in a row that failed for the same reason (numbers aside)."""
+
+    def __init__(self, limit: int):
+        self.limit, self.reason, self.count = limit, "", 0
+
+    def failed(self, reason: str) -> None:
+        """Record a failed trial; raise StudyStuck once `limit` in a row failed alike."""
+        key = re.sub(r"\d+(\.\d+)?(e-?\d+)?", "#", reason)
+        self.count = self.count + 1 if key == self.reason else 1
+        self.reason = key
+        if self.count >= self.limit:
+            raise StudyStuck(
+                f"{self.count} trials in a row failed with: {reason}\n"
+                f"the study stops (tune.max_consecutive_failures = {self.limit}); fix the "
+                "cause and re-run `dvc repro tune`: finished trials are kept and it resumes"
+            )
+
+    def succeeded(self) -> None:
+        self.reason, self.count = "", 0
+
+
 OWN_FAULTS: tuple[type[BaseException], ...] = (TrialFault, MemoryError)
 MAX_BLIPS = 8  # ~4 minutes of backoff in all before a storage outage stops the worker
+
+
+class _NoTracebackForOwnFaults(logging.Filter):
+    """Optuna logs every failed trial with its traceback. For an interrupt (the stage says
+    "interrupted ... marked KILLED"), a trial's own described fault and a stuck study (the
+    stage prints the reason) keep Optuna's one line and drop the stack; tracebacks of
+    unexpected errors are kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[0] if record.exc_info else None
+        if exc is not None and issubclass(exc, QUIET):
+            record.exc_info = None
+        return True
+
+
+QUIET = (KeyboardInterrupt, Terminated, UserError, *OWN_FAULTS)
+logging.getLogger("optuna.study._optimize").addFilter(_NoTracebackForOwnFaults())
 
 
 def _storage_errors() -> tuple[type[BaseException], ...]:
@@ -67,14 +97,9 @@ STORAGE_ERRORS = _storage_errors()
 
 
 def trial_config(raw: dict[str, Any], tune: TuneParams, point: dict[str, Any]) -> config.Params:
-    """The params of one trial: the base file with the sampled values and trial epochs.
-
-    A trial always fits on train alone (`train.fit_on: train`): it is scored on val.
-    """
-    fixed = {"train.max_epochs": tune.max_epochs, "train.fit_on": "train"}
-    merged = apply_overrides(raw, {**point, **fixed})
+    """`trial_params`, with an invalid combination this trial's own fault."""
     try:
-        return config.validate(merged)
+        return trial_params(raw, tune.max_epochs, point)
     except config.ConfigError as exc:
         raise TrialFault(f"sampled params are invalid together: {exc}") from None
 
@@ -96,7 +121,21 @@ def run_worker(
             intermediate values to `trial` and raises optuna.TrialPruned / TrialFault.
     """
 
+    streak = FailureStreak(tune.max_consecutive_failures)
+
     def objective(trial: optuna.Trial) -> float | list[float]:
+        try:
+            values = one_trial(trial)
+        except OWN_FAULTS as exc:
+            streak.failed(f"{type(exc).__name__}: {exc}")
+            raise
+        except optuna.TrialPruned:
+            streak.succeeded()
+            raise
+        streak.succeeded()
+        return values
+
+    def one_trial(trial: optuna.Trial) -> float | list[float]:
         st.mark_trial_owner(trial)
         if not st.budget_left(study, tune, trial.number):
             trial.set_user_attr("fail_reason", "budget reached by other workers; not counted")

@@ -6,6 +6,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from stages.prepare.sources.raw import RawData, fingerprint_files
 from stages.runtime.errors import DataError
@@ -61,10 +62,13 @@ def load_npz_source(path: Path, data: DataParams) -> RawData:
         raise DataError(f"{path}: y row {int(np.argmin(np.isfinite(y)))} is not finite")
     if classes is not None:
         _check_label_range(path, y, classes)
+    features: np.ndarray | pd.DataFrame = X
+    if X.ndim == 2:  # a table: preprocessing (imputation, scaling) is fitted after the split
+        features = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])], copy=False)
     return RawData(
         name=path.stem,
         modality=_MODALITY[X.ndim],
-        X=X,
+        X=features,
         y=y,
         classes=classes,
         task_hint="classification" if classes is not None else None,

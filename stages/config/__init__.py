@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import sys
 import types
 import typing
 from pathlib import Path
@@ -145,21 +144,3 @@ def params_hash(cfg: Params, *sections: str) -> str:
     """A stable hash of the sections a stage reads."""
     blob = json.dumps(section_dict(cfg, *sections), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m stages.config [params.yaml]`: validate and print the resolved params."""
-    argv = sys.argv[1:] if argv is None else argv
-    path = Path(argv[0]) if argv else DEFAULT_PATH
-    try:
-        cfg = load(path)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
-    print(f"# {path}: valid", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
