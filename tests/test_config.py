@@ -74,7 +74,10 @@ def test_out_of_range_values(tmp_path, text, key):
 
 
 def test_split_sizes_must_leave_training_rows(tmp_path):
-    with pytest.raises(ConfigError, match=r"val_size \+ test_size = 1 leaves no training data"):
+    with pytest.raises(
+        ConfigError,
+        match=r"data.val_size \+ data.test_size = 0.5 \+ 0.5 = 1 leaves no training data",
+    ):
         _load_text(tmp_path, "data:\n  val_size: 0.5\n  test_size: 0.5\n")
 
 

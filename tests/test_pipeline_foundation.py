@@ -60,7 +60,10 @@ def test_bad_params_fail_before_any_run(repo_copy, tmp_path):
     )
     res = run_stage("prepare", repo_copy, env, timeout=120)
     assert res.returncode == 2
-    assert "params.yaml" in res.stderr and "val_size + test_size = 1.1" in res.stderr
+    assert (
+        "params.yaml" in res.stderr
+        and "data.val_size + data.test_size = 0.6 + 0.5 = 1.1" in res.stderr
+    )
     assert "Traceback" not in res.stderr
     assert not (repo_copy / "data/prepared").exists() and not _runs(env)
 

@@ -112,6 +112,8 @@ def _describe(err: dict[str, Any]) -> str:
     found = err.get("input")
     if err["type"] == "missing":
         return f"{key}: required key is missing"
+    if isinstance(found, dict):  # a check across a section's keys: the message names them
+        return f"{key}: {msg}"
     return f"{key} = {found!r}: {msg}"
 
 

@@ -23,6 +23,7 @@ from stages.prepare.sources.raw import RawData
 from stages.prepare.splitting import split_indices
 from stages.prepare.targets import Target, resolve_target
 from stages.runtime.cli import parser, path_field, run_main
+from stages.runtime.errors import DataError
 
 SECTIONS = ("seed", "data")
 SPLITS = ("train", "val", "test")
@@ -43,11 +44,22 @@ def plan(cfg: config.Params, root: str | Path = ".") -> Plan:
     """Read the source, decide the task and split it; raises DataError on bad data."""
     started = time.perf_counter()
     raw = load_source(cfg.data, Path(root), cfg.seed)
-    target = resolve_target(raw, cfg.data.task, cfg.data.max_classes)
-    parts = split_indices(
-        target.y, target.task, cfg.data.val_size, cfg.data.test_size, cfg.seed, target.classes
-    )
+    try:
+        target = resolve_target(raw, cfg.data.task, cfg.data.max_classes)
+        parts = split_indices(
+            target.y, target.task, cfg.data.val_size, cfg.data.test_size, cfg.seed, target.classes
+        )
+    except DataError as exc:  # the target's problems, named by the file and column
+        raise DataError(f"{_where(cfg.data, Path(root))}: {exc}") from None
     return Plan(raw, target, parts, started)
+
+
+def _where(data, root: Path) -> str:
+    """Where the target comes from: the file (and its column), folder or built-in."""
+    if data.is_builtin:
+        return f"built-in data set {data.source!r}"
+    source = (root / data.source).resolve()
+    return f"{source}, target column {data.target!r}" if data.target else str(source)
 
 
 def run(

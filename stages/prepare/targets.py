@@ -31,7 +31,7 @@ def resolve_target(raw: RawData, task: str, max_classes: int) -> Target:
         if not is_numeric:
             bad = y[numeric.isna()].iloc[0]
             raise DataError(
-                f"{raw.name}: regression needs a numeric target, found {bad!r}; "
+                f"regression needs a numeric target, found {bad!r}; "
                 "set data.task: classification or choose another data.target"
             )
         return Target("regression", numeric.to_numpy(dtype=np.float32), None)
@@ -62,7 +62,7 @@ def _encode_classes(
         n_unique, n_rows = len(uniques), len(y)
         if n_unique > max_classes or (n_rows >= 50 and n_unique > 0.5 * n_rows):
             raise DataError(
-                f"{raw.name}: target has {n_unique:,} distinct values in {n_rows:,} rows: it looks "
+                f"target has {n_unique:,} distinct values in {n_rows:,} rows: it looks "
                 "like free text or an ID, not a class label (data.max_classes = "
                 f"{max_classes}); choose another data.target, or set data.task: regression "
                 "for a numeric target"
@@ -71,8 +71,7 @@ def _encode_classes(
         classes = [_label(u) for u in uniques]
     if len(classes) < 2:
         raise DataError(
-            f"{raw.name}: only one class ({classes[0]!r}) in the target; "
-            "classification needs at least 2"
+            f"only one class ({classes[0]!r}) in the target; classification needs at least 2"
         )
     return Target("classification", codes.astype(np.int64), classes)
 

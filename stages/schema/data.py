@@ -49,6 +49,8 @@ class DataParams(Section):
     max_classes: int = Field(1000, ge=2)
     encoding: str = "auto"
     max_bytes: int = Field(2_000_000_000, ge=1)
+    # width x height of one image; larger files are refused by name (PIL's own default)
+    max_image_pixels: int = Field(89_478_485, ge=1)
 
     @field_validator("image_size")
     @classmethod
@@ -81,8 +83,8 @@ class DataParams(Section):
         total = self.val_size + self.test_size
         if total >= 1.0:
             raise ValueError(
-                f"val_size + test_size = {total:g} leaves no training data; "
-                "expected a sum below 1 (e.g. 0.15 + 0.15)"
+                f"data.val_size + data.test_size = {self.val_size:g} + {self.test_size:g} = "
+                f"{total:g} leaves no training data; expected a sum below 1 (e.g. 0.15 + 0.15)"
             )
         return self
 

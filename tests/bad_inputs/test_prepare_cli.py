@@ -77,6 +77,30 @@ def _too_big(tmp):
     return {"source": "d.csv", "target": "price", "max_bytes": 1000}
 
 
+def _split_folders(tmp):
+    for split in ("train", "test"):
+        make_shapes(tmp / "imgs" / split, per_class=4)
+    return {"source": "imgs"}
+
+
+def _empty_image(tmp):
+    make_shapes(tmp / "imgs", per_class=4)
+    (tmp / "imgs" / "circle" / "circle_001.png").write_bytes(b"")
+    return {"source": "imgs"}
+
+
+def _huge_image(tmp):
+    make_shapes(tmp / "imgs", per_class=4)
+    Image.new("L", (400, 300)).save(tmp / "imgs" / "square" / "huge.png")
+    return {"source": "imgs", "max_image_pixels": 100_000}
+
+
+def _utf16_csv(tmp):
+    text = "città,y\n" + "".join(f"{i}.5,{i % 2}\n" for i in range(40))
+    (tmp / "d.csv").write_bytes(text.encode("utf-16"))
+    return {"source": "d.csv", "target": "y", "encoding": "utf-16"}
+
+
 ROWS = "".join(f"{i},{i % 3}\n" for i in range(60))
 CASES = [
     Case(
@@ -93,7 +117,7 @@ CASES = [
     Case(
         "splits-sum-to-1",
         _params_text("data:\n  val_size: 0.5\n  test_size: 0.5\n"),
-        ("val_size + test_size = 1",),
+        ("data.val_size + data.test_size = 0.5 + 0.5 = 1 leaves no training data",),
     ),
     Case("missing-source", _params_text("data:\n  source: nope.csv\n"), ("no such file",)),
     Case("empty-csv", _csv(""), ("d.csv", "empty")),
@@ -111,7 +135,17 @@ CASES = [
         ("X row 29", "non-finite"),
     ),
     Case("inf-csv", _csv("a,y\n" + "1,0\n2,1\n" * 20 + "inf,1\n"), ("column 'a'", "line 42")),
-    Case("one-class", _csv("a,y\n" + "1,k\n" * 30), ("only one class",)),
+    Case("one-class", _csv("a,y\n" + "1,k\n" * 30), ("d.csv, target column 'y'", "only one class")),
+    Case(
+        "rare-class",
+        _csv("a,y\n" + "1,k\n2,j\n" * 15 + "3,z\n"),
+        ("d.csv, target column 'y'", "class 'z' has 1 row(s)"),
+    ),
+    Case("split-folders", _split_folders, ("look like data splits", "point data.source at")),
+    Case("zero-byte-image", _empty_image, ("circle_001.png", "empty (0 bytes)")),
+    Case("oversized-image", _huge_image, ("huge.png", "exceeds data.max_image_pixels = 100,000")),
+    Case("2-d-npz-table", _npz(X=np.arange(120.0).reshape(40, 3), y=np.arange(40) % 2), ()),
+    Case("utf-16-csv", _utf16_csv, ()),
     Case("free-text-target", _free_text, ("10,000 distinct values", "free text")),
     Case("over-max-bytes", _too_big, ("exceeds data.max_bytes = 1,000",)),
     Case("mixed-image-modes-and-sizes", _mixed_images, ()),

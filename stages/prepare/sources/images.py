@@ -7,6 +7,7 @@ into one preallocated uint8 array.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
 from pathlib import Path
@@ -20,6 +21,7 @@ from stages.schema.data import DataParams
 
 log = logging.getLogger("reprolab.sources")
 
+SPLIT_NAMES = {"train", "training", "test", "testing", "val", "valid", "validation", "dev"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
@@ -31,6 +33,7 @@ def load_image_folder(root: Path, data: DataParams) -> RawData:
             f"{root}: no class folders found; expected one sub-folder per class "
             "(e.g. {root}/cat/*.png, {root}/dog/*.png)"
         )
+    _refuse_split_layout(root, classes)
     files, labels, skipped = [], [], []
     for idx, name in enumerate(classes):
         for path in sorted((root / name).rglob("*")):
@@ -55,12 +58,13 @@ def load_image_folder(root: Path, data: DataParams) -> RawData:
         raise DataError(
             f"{root}: {total:,} bytes of images exceeds data.max_bytes = {data.max_bytes:,}"
         )
-    modes, sizes = _scan_headers(files)
+    modes, sizes = _scan_headers(files, data.max_image_pixels)
     channels = 1 if set(modes) <= GRAY_MODES else 3
     height, width = data.image_size or _most_common_size(sizes, root)
     X = np.empty((len(files), channels, height, width), dtype=np.uint8)  # (N, C, H, W)
-    for i, path in enumerate(files):
-        X[i] = _decode(path, channels, (width, height))
+    with own_pixel_limit():
+        for i, path in enumerate(files):
+            X[i] = _decode(path, channels, (width, height))
     mixed = len(set(sizes)) > 1 or len(set(modes)) > 1
     notes = [f"{len(files)} images in {len(classes)} classes -> {channels}x{height}x{width}"]
     if mixed:
@@ -86,18 +90,52 @@ def load_image_folder(root: Path, data: DataParams) -> RawData:
     )
 
 
-def _scan_headers(files: list[Path]) -> tuple[list[str], list[tuple[int, int]]]:
+def _refuse_split_layout(root: Path, classes: list[str]) -> None:
+    """`train/<class>/...`, `test/<class>/...` would become a model of the split names."""
+    splits = [c for c in classes if c.lower() in SPLIT_NAMES]
+    nested = [c for c in splits if any(p.is_dir() for p in (root / c).iterdir())]
+    if nested and len(splits) == len(classes):
+        inner = sorted(p.name for p in (root / nested[0]).iterdir() if p.is_dir())[:5]
+        raise DataError(
+            f"{root}: the top-level folders {classes} look like data splits, each holding "
+            f"class folders (e.g. {nested[0]}/{{{', '.join(inner)}}}), not classes; point "
+            f"data.source at one split's folder (e.g. {root / nested[0]}): the pipeline "
+            "makes its own train/val/test split (data.val_size, data.test_size)"
+        )
+
+
+def _scan_headers(files: list[Path], max_pixels: int) -> tuple[list[str], list[tuple[int, int]]]:
     modes, sizes = [], []
-    for path in files:
-        try:
-            with Image.open(path) as img:
-                modes.append(img.mode)
-                sizes.append((img.height, img.width))
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise DataError(
-                f"{path}: not a readable image ({exc}); fix or remove the file"
-            ) from None
+    with own_pixel_limit():
+        for path in files:
+            if path.stat().st_size == 0:
+                raise DataError(f"{path}: the file is empty (0 bytes); fix or remove it")
+            try:
+                with Image.open(path) as img:
+                    modes.append(img.mode)
+                    sizes.append((img.height, img.width))
+            except (UnidentifiedImageError, OSError, ValueError) as exc:
+                raise DataError(
+                    f"{path}: not a readable image ({exc}); fix or remove the file"
+                ) from None
+            if sizes[-1][0] * sizes[-1][1] > max_pixels:
+                h, w = sizes[-1]
+                raise DataError(
+                    f"{path}: {w}x{h} = {w * h:,} pixels exceeds data.max_image_pixels = "
+                    f"{max_pixels:,}; shrink the image, remove it, or raise the limit"
+                )
     return modes, sizes
+
+
+@contextlib.contextmanager
+def own_pixel_limit():
+    """PIL's decompression-bomb check off: data.max_image_pixels, checked on the headers
+    before any pixel is decoded, refuses by file name instead of PIL's bare traceback."""
+    previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
 
 
 def _most_common_size(sizes: list[tuple[int, int]], root: Path) -> tuple[int, int]:

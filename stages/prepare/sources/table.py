@@ -99,20 +99,31 @@ def _read_csv(path: Path, encoding: str) -> tuple[pd.DataFrame, list[str]]:
 
 
 def _refuse_truncated_last_row(path: Path, encoding: str, n_cols: int) -> None:
-    with open(path, "rb") as fh:
-        fh.seek(0, 2)
-        end = fh.tell()
-        fh.seek(max(0, end - 65536))
-        tail = fh.read()
-    if tail.endswith((b"\n", b"\r")):
-        return
-    last_line = tail.splitlines()[-1].decode(encoding, errors="replace") if tail else ""
+    if _byte_newlines(encoding):
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            end = fh.tell()
+            fh.seek(max(0, end - 65536))
+            tail = fh.read()
+        if tail.endswith((b"\n", b"\r")):
+            return
+        last_line = tail.splitlines()[-1].decode(encoding, errors="replace") if tail else ""
+    else:  # UTF-16/32 and BOM encodings: whole-text decode (the table is in memory anyway)
+        text = path.read_text(encoding=encoding, errors="replace")
+        if not text or text.endswith(("\n", "\r")):
+            return
+        last_line = text.splitlines()[-1]
     fields = next(csv.reader([last_line]), [])
     if 0 < len(fields) < n_cols:
         raise DataError(
             f"{path}: last row looks truncated ({len(fields)} of {n_cols} fields "
-            "and no final newline); the file may be cut off"
+            f"and no final newline, decoded as {encoding}); the file may be cut off"
         )
+
+
+def _byte_newlines(encoding: str) -> bool:
+    """True when the encoding writes text's newline as the single byte 0x0A (ASCII-like)."""
+    return "a\n".encode(encoding) == b"a\n"
 
 
 def _read_parquet(path: Path) -> tuple[pd.DataFrame, list[str]]:
