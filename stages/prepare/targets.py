@@ -34,7 +34,13 @@ def resolve_target(raw: RawData, task: str, max_classes: int) -> Target:
                 f"regression needs a numeric target, found {bad!r}; "
                 "set data.task: classification or choose another data.target"
             )
-        return Target("regression", numeric.to_numpy(dtype=np.float32), None)
+        values = numeric.to_numpy(dtype=np.float32)
+        if len(values) and np.all(values == values[0]):
+            raise DataError(
+                f"the regression target is constant (every row = {values[0]:g}): there is "
+                "nothing to learn; choose another data.target"
+            )
+        return Target("regression", values, None)
     return _encode_classes(raw, y, numeric if is_numeric else None, max_classes)
 
 

@@ -51,6 +51,8 @@ class DataParams(Section):
     max_bytes: int = Field(2_000_000_000, ge=1)
     # width x height of one image; larger files are refused by name (PIL's own default)
     max_image_pixels: int = Field(89_478_485, ge=1)
+    # tables: column -> how to read it, where the default guess is not what you mean
+    columns: dict[str, Literal["numeric", "categorical", "drop"]] = {}
 
     @field_validator("image_size")
     @classmethod

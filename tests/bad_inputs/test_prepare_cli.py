@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from PIL import Image
@@ -146,6 +147,11 @@ CASES = [
     Case("oversized-image", _huge_image, ("huge.png", "exceeds data.max_image_pixels = 100,000")),
     Case("2-d-npz-table", _npz(X=np.arange(120.0).reshape(40, 3), y=np.arange(40) % 2), ()),
     Case("utf-16-csv", _utf16_csv, ()),
+    Case(
+        "constant-regression-target",
+        _csv("a,y\n" + "".join(f"{i},5\n" for i in range(30)), task="regression"),
+        ("target column 'y'", "regression target is constant"),
+    ),
     Case("free-text-target", _free_text, ("10,000 distinct values", "free text")),
     Case("over-max-bytes", _too_big, ("exceeds data.max_bytes = 1,000",)),
     Case("mixed-image-modes-and-sizes", _mixed_images, ()),
@@ -203,4 +209,64 @@ def test_prepare_cli(tmp_path, case, reliability):
         f"exit 2 before any compute: `{said[:150]}`",
         before={"outputs": 0, "MLflow store": False},
         after={"exit": res.returncode, "outputs": 0, "MLflow store": False},
+    )
+
+
+def _ambiguous_table(tmp: Path) -> None:
+    rng = np.random.default_rng(0)
+    n = 120
+    prices = [f"{x:.2f}" if i % 20 else "n/a" for i, x in enumerate(rng.normal(100, 10, n))]
+    frame = pd.DataFrame(
+        {
+            "user": [f"u{i:05d}" for i in range(n)],
+            "price": prices,
+            "when": pd.date_range("2024-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
+            "color": rng.choice(["red", "green", "blue"], n),
+            "tags": [[1, i % 3] for i in range(n)],
+            "y": rng.integers(0, 2, n),
+        }
+    )
+    frame.to_parquet(tmp / "d.parquet")
+
+
+@pytest.mark.integration
+def test_ambiguous_columns_are_named_and_data_columns_decides(tmp_path, reliability):
+    _ambiguous_table(tmp_path)
+    res = _run(tmp_path, Case("ambiguous", lambda t: {"source": "d.parquet", "target": "y"}, ()))
+    assert res.returncode == 0, res.stderr[-2000:]
+    said = {
+        "user": "every value is distinct",
+        "price": "95% numbers and 6 text value(s) (e.g. 'n/a')",
+        "when": "looks like dates",
+        "tags": "holds nested values",
+    }
+    for col, fragment in said.items():
+        line = next((ln for ln in res.stderr.splitlines() if f"column {col!r}" in ln), "")
+        assert fragment in line and "data.columns" in line or "flatten" in line, res.stderr
+    assert "column 'color'" not in res.stderr  # a real category: nothing to say
+    features = json.loads((tmp_path / "out" / "schema.json").read_text())["feature_names"]
+    assert not any(f.startswith("tags") for f in features)  # nested: dropped
+    assert sum(f.startswith("price") for f in features) > 1  # one-hot, as the warning says
+
+    decided = {
+        "source": "d.parquet",
+        "target": "y",
+        "columns": {"price": "numeric", "user": "drop"},
+    }
+    res = _run(tmp_path, Case("decided", lambda t: decided, ()))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "column 'price': read as numbers (data.columns); 6 value(s)" in res.stderr
+    features = json.loads((tmp_path / "out" / "schema.json").read_text())["feature_names"]
+    assert "price" in features and not any(f.startswith("user") for f in features)
+
+    typo = {**decided, "columns": {"prise": "numeric"}}
+    res = _run(tmp_path, Case("typo", lambda t: typo, ()))
+    assert res.returncode == 2 and "did you mean 'price'?" in res.stderr, res.stderr[-2000:]
+    reliability.record(
+        "bad input",
+        "prepare: a table with an ID, numbers with 'n/a', date strings and a nested column",
+        "one warning per column naming it, what was done and the data.columns setting; "
+        "data.columns: {price: numeric, user: drop} honoured; a misspelt column refused",
+        before={"warnings": 0},
+        after={"warned columns": len(said), "decided by data.columns": 2, "typo exit": 2},
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stages.prepare.sources import columns
 from stages.prepare.sources.raw import RawData, fingerprint_files
 from stages.runtime.errors import DataError
 from stages.schema.data import DataParams
@@ -59,6 +60,8 @@ def load_table(path: Path, data: DataParams) -> RawData:
         frame = frame.drop(columns=empty_cols)
     if frame.shape[1] == 0:
         raise DataError(f"{path}: no feature columns left besides target {target!r}")
+    frame, decided = columns.review(path, frame, data.columns)
+    notes += decided
     _refuse_infinite(path, frame)
     for note in notes:
         log.warning("%s: %s", path.name, note)
