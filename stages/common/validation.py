@@ -30,8 +30,11 @@ class Report:
     warnings: list[str] = field(default_factory=list)
 
 
-def read_schema_if_any(prepared: Path | None, cfg: config.Params) -> dict[str, Any] | None:
-    """prepare's schema.json, if it was written from the `seed` and `data` params in force.
+def read_schema_if_any(
+    prepared: Path | None, cfg: config.Params, current: bool = False
+) -> dict[str, Any] | None:
+    """prepare's schema.json, if it was written from the `seed` and `data` params in force
+    (or `current`: the caller's stage depends on it, so it is the data it will use).
 
     After a change to `data`, prepare will write a new one; the old one describes other data.
     """
@@ -39,21 +42,22 @@ def read_schema_if_any(prepared: Path | None, cfg: config.Params) -> dict[str, A
     if path is None or not path.exists():
         return None
     schema = json.loads(path.read_text())
-    if schema.get("data_params_hash") != config.params_hash(cfg, "seed", "data"):
+    if not current and schema.get("data_params_hash") != config.params_hash(cfg, "seed", "data"):
         return None
     return schema
 
 
-def validate(params_path: Path, prepared: Path | None) -> Report:
+def validate(params_path: Path, prepared: Path | None, current: bool = False) -> Report:
     """Refuse (ConfigError) whatever a stage would refuse; return warnings and the schema.
 
     Data checks (architecture vs input layout, patch size vs image size, loss and monitor vs
     task) need the data's schema: they run when `prepared` holds a schema.json written from
-    the `seed` and `data` params in force; otherwise train and tune run them on the new one.
+    the `seed` and `data` params in force (or `current`: a stage that depends on `prepared`
+    checks against it as it is); otherwise train and tune run them on the new one.
     """
     cfg = config.load(params_path)
     raw = config.read_yaml(Path(params_path))
-    schema = read_schema_if_any(prepared, cfg)
+    schema = read_schema_if_any(prepared, cfg, current)
     tune = cfg.tune
     space = tune.search_space if tune.enabled else {}
     if space:

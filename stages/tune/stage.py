@@ -39,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parent-run-id", default=None)
 
     def body(args):
-        schema = io.read_schema(Path(args.prepared))
         # what every trial would be refused, refused once, before the first trial
-        report = validation.validate(Path(args.params), Path(args.prepared))
+        report = validation.validate(Path(args.params), Path(args.prepared), current=True)
+        schema = io.read_schema(Path(args.prepared))
         for warning in report.warnings:
             log.warning(warning)
         cfg, raw = report.cfg, config.read_yaml(Path(args.params))
