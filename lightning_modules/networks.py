@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from lightning_modules.layers import activation, init_weights, norm1d
-from lightning_modules.layouts import layout
+from lightning_modules.layouts import SUPPORTED, layout
 
 
 @dataclass(frozen=True)
@@ -91,14 +91,6 @@ def _registry() -> dict[str, Callable[..., nn.Module]]:
 
 
 ARCHS = ("mlp", "cnn", "resnet", "transformer", "lstm", "gru")
-SUPPORTED = {
-    "mlp": ("table", "sequence", "image"),
-    "cnn": ("image",),
-    "resnet": ("image",),
-    "transformer": ("table", "sequence", "image"),
-    "lstm": ("sequence", "image"),
-    "gru": ("sequence", "image"),
-}
 
 
 def build_network(

@@ -22,6 +22,9 @@ CLASSIFICATION_MONITORS = ("val/loss", "val/acc", "val/f1", "val/auroc")
 REGRESSION_MONITORS = ("val/loss", "val/rmse", "val/mae", "val/r2")
 
 
+PLAIN = ("32",)  # the precision every device runs
+
+
 @dataclass(frozen=True)
 class Problem:
     """One refused combination: the dotted keys involved, and what is wrong and allowed."""
@@ -57,8 +60,7 @@ def check(cfg: config.Params, schema: dict[str, Any] | None) -> None:
 
 
 def data_problems(cfg: config.Params, schema: dict[str, Any]) -> list[Problem]:
-    from lightning_modules.layouts import layout
-    from lightning_modules.networks import SUPPORTED
+    from lightning_modules.layouts import SUPPORTED, layout
 
     m, t = cfg.model, cfg.train
     shape = schema["input_shape"]
@@ -121,9 +123,11 @@ def data_problems(cfg: config.Params, schema: dict[str, Any]) -> list[Problem]:
 
 
 def device_problems(cfg: config.Params) -> list[Problem]:
+    t = cfg.train
+    if t.accelerator in ("cpu", "auto") and t.precision in PLAIN and t.devices == 1:
+        return []  # runs anywhere: no need to ask torch (whose import costs seconds)
     import torch
 
-    t = cfg.train
     cuda = t.accelerator in ("gpu", "cuda") or (
         t.accelerator == "auto" and torch.cuda.is_available()
     )

@@ -235,62 +235,63 @@ def _study(repo: Path) -> optuna.Study | None:
     return optuna.load_study(study_name=summaries[0].study_name, storage=storage)
 
 
-def test_tune_refuses_a_fixed_setting_every_trial_would_inherit(repo_copy, tmp_path, reliability):
+def test_tune_refuses_a_fixed_setting_every_trial_would_inherit(trained, reliability):
     if torch.cuda.is_available():
         pytest.skip("16-mixed runs on this machine's GPU")
-    env = pipeline_env(tmp_path)
-    _write(repo_copy, TINY)
-    run_dvc(repo_copy, env, "repro", "augment")
-    _write(repo_copy, {"train": {"precision": "16-mixed"}})
-    res = run_stage("tune", repo_copy, env, timeout=300)
+    repo, env = trained
+    trials = len(_study(repo).trials)
+    params = (repo / "params.yaml").read_text()
+    _write(repo, {"train": {"precision": "16-mixed"}})
+    try:
+        res = run_stage("tune", repo, env, timeout=300)
+    finally:
+        (repo / "params.yaml").write_text(params)
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-3000:]
     assert "train.precision = '16-mixed': needs a GPU" in res.stderr
-    study = _study(repo_copy)
-    assert study is None or not study.trials
+    assert len(_study(repo).trials) == trials  # not one trial more
     assert "RUNNING" not in _run_states(env)
     reliability.record(
         "bad input",
         "`train.precision: 16-mixed` on a CPU, fixed for every trial, `python -m stages.tune`",
         "exit 2 before the first trial, naming train.precision; no trial, no RUNNING run",
-        before={"trials": 0},
-        after={"exit": res.returncode, "trials": len(study.trials) if study else 0},
+        before={"trials": trials},
+        after={"exit": res.returncode, "trials": len(_study(repo).trials)},
     )
 
 
-def test_trials_failing_alike_stop_the_study_which_then_resumes(repo_copy, tmp_path, reliability):
-    env = {**pipeline_env(tmp_path), "REPROLAB_FAULT_NAN": "*:0"}  # every trial's first step
-    limit = 3
-    _write(repo_copy, {**TINY, "tune": {**TINY["tune"], "n_trials": 4}})
-    write_params(repo_copy, {"tune": {"max_consecutive_failures": limit}})
-    run_dvc(repo_copy, env, "repro", "augment")
+def test_trials_failing_alike_stop_the_study_which_then_resumes(trained, reliability):
+    repo, env = trained
+    env = {**env, "REPROLAB_FAULT_NAN": "*:0"}  # NaN inputs at every trial's first step
+    limit, target = 3, 5
+    before = len(_study(repo).trials)
+    write_params(repo, {"tune": {"n_trials": target, "max_consecutive_failures": limit}})
     started = time.monotonic()
-    res = run_stage("tune", repo_copy, env, timeout=600)
+    res = run_stage("tune", repo, env, timeout=600)
     took = time.monotonic() - started
     assert res.returncode == 2, res.stderr[-3000:]
     assert f"{limit} trials in a row failed with: TrialFault:" in res.stderr
-    assert "tune.max_consecutive_failures = 3" in res.stderr
+    assert f"tune.max_consecutive_failures = {limit}" in res.stderr
     assert "Traceback" not in res.stderr, res.stderr[-3000:]
-    study = _study(repo_copy)
-    states = [t.state for t in study.trials]
-    assert states.count(optuna.trial.TrialState.FAIL) == limit == len(states)
+    new = _study(repo).trials[before:]
+    assert [t.state for t in new] == [optuna.trial.TrialState.FAIL] * limit
     runs = _run_states(env)
     assert "RUNNING" not in runs
     env.pop("REPROLAB_FAULT_NAN")  # the cause fixed: the same study resumes and finishes
-    again = run_stage("tune", repo_copy, env, timeout=600)
+    again = run_stage("tune", repo, env, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    finished = [t for t in _study(repo_copy).trials if t.state.is_finished()]
-    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in finished) == 4
+    complete = [t for t in _study(repo).trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == target
     reliability.record(
         "bad input",
         "every trial's loss NaN (`REPROLAB_FAULT_NAN=*:0`), `python -m stages.tune`",
         f"stops after {limit} alike failures (tune.max_consecutive_failures), exit 2, the "
-        "reason in one line, no traceback, no RUNNING run; fixed, the study resumes",
-        before={"trials": 0},
+        "reason in one line, no traceback, no RUNNING run; fixed, the same study resumes",
+        before={"trials": before},
         after={
             "exit": res.returncode,
             "FAIL": limit,
             "seconds to stop": round(took, 1),
             "MLflow runs": runs,
-            "COMPLETE after resume": 4,
+            "COMPLETE after resume": len(complete),
         },
     )
