@@ -215,7 +215,3 @@ def main(argv: list[str] | None = None) -> int:
                 mlflow.log_artifact(str(grid))
 
     return run_main("augment", body, ap, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

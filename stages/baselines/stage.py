@@ -191,7 +191,3 @@ def main(argv: list[str] | None = None) -> int:
                 mlflow.log_artifacts(args.importance, "importance")
 
     return run_main("baselines", body, ap, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -222,7 +222,3 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     return run_main("compress", body, ap, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -181,7 +181,3 @@ def main(argv: list[str] | None = None) -> int:
             log_evaluation(cfg, summary, schema, args.metrics, args.plots, args.reports)
 
     return run_main("evaluate", body, ap, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -223,7 +223,3 @@ def main(argv: list[str] | None = None) -> int:
             mlflow.log_artifact(str(Path(args.out) / "schema.json"))
 
     return run_main("prepare", body, ap, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

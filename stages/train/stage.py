@@ -209,7 +209,3 @@ def main(argv: list[str] | None = None) -> int:
             log_to_mlflow(tuned, metrics=metrics, paths=paths)
 
     return run_main("train", body, ap, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -57,7 +57,3 @@ def main(argv: list[str] | None = None) -> int:
             session.run_as_stage()
 
     return run_main("tune", body, ap, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

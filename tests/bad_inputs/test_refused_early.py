@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -92,8 +93,6 @@ def trained(tmp_path_factory):
 
 
 def subprocess_git(repo: Path, *args: str) -> None:
-    import subprocess
-
     subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
 
 
