@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: repro test test-fast reliability lint ui dashboard mlflow-server tune-worker bench dag clean-outputs setup
+.PHONY: repro test test-fast reliability lint ui dashboard mlflow-server serve tune-worker bench dag clean-outputs setup
 
 setup: $(STAMP)
 
@@ -52,6 +52,16 @@ mlflow-server: $(STAMP)
 	MLFLOW_BACKEND_STORE_URI="$${MLFLOW_BACKEND_STORE_URI:-sqlite:///mlflow.db}" \
 	MLFLOW_ARTIFACTS_DESTINATION="$${MLFLOW_ARTIFACTS_DESTINATION:-./mlartifacts}" \
 		$(BIN)/mlflow server --host $(HOST) --port $(PORT) $(MLFLOW_SERVER_ARGS)
+
+# The registry's champion over HTTP (POST /invocations; README, "Serving"). MODEL overrides the
+# URI (e.g. MODEL=models/serving); the registered name comes from metrics/package.json.
+# Loopback only unless HOST is given on the command line, as for mlflow-server.
+SERVE_PORT ?= 5001
+serve: $(STAMP)
+	@test -f metrics/package.json || { echo "no metrics/package.json: run 'make repro' first" >&2; exit 2; }
+	MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}" \
+		$(BIN)/mlflow models serve --env-manager local --host $(HOST) --port $(SERVE_PORT) \
+		-m "$${MODEL:-models:/$$($(BIN)/python -c 'import json; print(json.load(open("metrics/package.json"))["registered_model"])')@champion}"
 
 # One more tuning worker for the running study (same params.yaml; PostgreSQL storage for
 # workers on other machines: tune.storage or REPROLAB_OPTUNA_STORAGE). See docs/scaling.md.

@@ -18,7 +18,17 @@ import stage_deps  # noqa: E402
 
 from stages.runtime.errors import UserError  # noqa: E402
 
-STAGES = ("validate", "prepare", "augment", "baselines", "tune", "train", "compress", "evaluate")
+STAGES = (
+    "validate",
+    "prepare",
+    "augment",
+    "baselines",
+    "tune",
+    "train",
+    "compress",
+    "evaluate",
+    "package",
+)
 
 
 @pytest.fixture(scope="module")

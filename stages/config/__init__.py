@@ -26,6 +26,7 @@ from stages.schema.compress import CompressParams
 from stages.schema.data import DataParams
 from stages.schema.evaluate import EvaluateParams
 from stages.schema.model import ModelParams
+from stages.schema.serve import ServeParams
 from stages.schema.tracking import MlflowParams
 from stages.schema.train import TrainParams
 from stages.schema.tune import TuneParams
@@ -43,6 +44,7 @@ class Params(Section):
     tune: TuneParams = TuneParams()
     compress: CompressParams = CompressParams()
     evaluate: EvaluateParams = EvaluateParams()
+    serve: ServeParams = ServeParams()
     mlflow: MlflowParams = MlflowParams()
 
 
@@ -100,10 +102,19 @@ def validate(raw: dict[str, Any], path: Path = DEFAULT_PATH) -> Params:
         ) from None
 
 
+# keys that moved to another section: the refusal names the new place
+MOVED = {
+    "evaluate.register_best": "serve.registry",
+    "evaluate.registered_name": "serve.registered_name",
+}
+
+
 def _describe(err: dict[str, Any]) -> str:
     loc = tuple(str(p) for p in err["loc"])
     key = ".".join(loc) or "<top level>"
     if err["type"] == "extra_forbidden":
+        if key in MOVED:
+            return f"{key}: moved to {MOVED[key]!r} (same meaning); rename the key"
         valid = _field_names(loc[:-1])
         close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.6)
         hint = f"; did you mean {'.'.join(loc[:-1] + (close[0],))!r}?" if close else ""

@@ -19,12 +19,12 @@ import numpy as np
 
 from stages import config
 from stages.common import io, latency
+from stages.common.candidates import Candidate, discover
 from stages.common.io import read_schema
 from stages.common.scores import TASK_HEADLINES, default_headline, score
 from stages.common.sizes import bytes_on_disk
 from stages.evaluate import bootstrap, leaderboard, report
 from stages.evaluate import plots as plots_evaluate
-from stages.evaluate.candidates import Candidate, discover
 from stages.runtime.cli import parser, path_field, paths_from, run_main
 from stages.runtime.errors import UserError
 
@@ -125,8 +125,6 @@ def run(
         "best=%s candidates=%d seconds=%.2f", order[0], len(order), time.perf_counter() - start
     )
     summary["images"] = images
-    summary["candidates"] = by_name
-    summary["example"] = X[:5]
     return summary
 
 

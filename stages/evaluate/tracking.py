@@ -1,7 +1,8 @@
 """What baselines and evaluate send to MLflow beyond the stage run itself.
 
 baselines: one nested run per model (params, val metrics, the model with its signature).
-evaluate: metrics, figures and report as artifacts, best-run tags, the model registry.
+evaluate: metrics, figures and report as artifacts, best-run tags (the package stage
+registers the served model).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def log_evaluation(
     """Log the active evaluate run and tag/register the winners.
 
     Args:
-        cfg: validated params (`evaluate.register_best`, `evaluate.registered_name`).
+        cfg: validated params.
         summary: what `stages.evaluate.run` returned.
         schema: data/prepared/schema.json (dataset name for the registry).
         metrics_path, plots_dir, reports_dir: the stage's outputs, logged as artifacts.
@@ -50,8 +51,6 @@ def log_evaluation(
     mlflow.log_artifacts(str(plots_dir), "plots")
     mlflow.log_artifacts(str(reports_dir), "reports")
     _tag_candidate_runs(summary)
-    if cfg.evaluate.register_best:
-        _register_best_network(cfg, summary, schema)
 
 
 def _tag_candidate_runs(summary: dict[str, Any]) -> None:
@@ -68,34 +67,3 @@ def _tag_candidate_runs(summary: dict[str, Any]) -> None:
     best_run = summary["run_ids"].get(board["best"])
     if best_run:
         log.info("tagged best model's run %s (%s)", best_run, board["best"])
-
-
-def _register_best_network(cfg: config.Params, summary: dict[str, Any], schema: dict[str, Any]):
-    import mlflow
-
-    order = list(summary["leaderboard"]["candidates"])
-    nets = [n for n in order if summary["candidates"][n].network is not None]
-    if not nets:
-        log.info("note: no network candidate; nothing to register in the model registry")
-        return None
-    name = nets[0]
-    net = summary["candidates"][name].network
-    import torch
-    from mlflow.models import infer_signature
-
-    example = np.asarray(summary["example"], dtype=np.float32)
-    net.eval()
-    with torch.no_grad():
-        output = net(torch.from_numpy(example)).numpy()
-    registered = cfg.evaluate.registered_name or f"reprolab-{schema['dataset']}"
-    info = mlflow.pytorch.log_model(
-        net,
-        name="best_network",
-        signature=infer_signature(example, output),
-        input_example=example,
-        registered_model_name=registered,
-        pip_requirements=["torch", "numpy"],
-    )
-    mlflow.set_tags({"registered_model": registered, "registered_candidate": name})
-    log.info("registered %s as model %r (%s)", name, registered, info.model_uri)
-    return info

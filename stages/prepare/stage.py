@@ -8,6 +8,7 @@ sklearn transformer, in skops' pickle-free format).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import numpy as np
 
 from stages import config
 from stages.common import io
+from stages.common.preprocess import apply_arrays, column_type
 from stages.prepare.sources.load import load_source
 from stages.prepare.sources.raw import RawData
 from stages.prepare.splitting import split_indices
@@ -27,6 +29,7 @@ from stages.runtime.errors import DataError
 
 SECTIONS = ("seed", "data")
 SPLITS = ("train", "val", "test")
+EXAMPLE_ROWS = 3  # raw training rows kept in schema.json: the served model's input example
 log = logging.getLogger("reprolab.prepare")
 
 
@@ -120,13 +123,14 @@ def _write_splits(
             "impute": cfg.data.impute.model_dump(),
             "encoding": cfg.data.categorical_encoding,
             "scaling": cfg.data.scaling,
+            **_serving_table(raw, parts["train"], cfg),
         }
     else:
         X, prep = _array_preprocessing(raw, parts["train"])
+        prep.update(_serving_arrays(raw, parts["train"], out))
         for split in SPLITS:
-            io.save_npz(
-                out / f"{split}.npz", X=_apply(X[parts[split]], prep), y=target.y[parts[split]]
-            )
+            rows = parts[split]
+            io.save_npz(out / f"{split}.npz", X=apply_arrays(X[rows], prep), y=target.y[rows])
         shape = list(X.shape[1:])
         features = [f"f{i}" for i in range(shape[-1])] if raw.modality == "sequence" else []
     counts = {s: _class_counts(target, parts[s]) for s in SPLITS} if target.classes else None
@@ -162,12 +166,32 @@ def _array_preprocessing(raw: RawData, train: np.ndarray) -> tuple[np.ndarray, d
     raise AssertionError(f"unexpected modality {raw.modality}")
 
 
-def _apply(X: np.ndarray, prep: dict[str, Any]) -> np.ndarray:
-    if prep["kind"] == "image":
-        return (X.astype(np.float32) * np.float32(prep["scale"])).astype(np.float32)
-    mean = np.asarray(prep["mean"], dtype=np.float32)
-    scale = np.asarray(prep["scale"], dtype=np.float32)
-    return ((X.astype(np.float32) - mean) / scale).astype(np.float32)
+def _serving_table(raw: RawData, train: np.ndarray, cfg: config.Params) -> dict[str, Any]:
+    """What the served model needs to take raw rows: columns, their types, an example."""
+    frame = raw.X
+    example = frame.iloc[train[:EXAMPLE_ROWS]]
+    return {
+        "column_types": {c: column_type(frame[c]) for c in frame.columns},
+        "source_columns": raw.source_columns or list(frame.columns),
+        "target": cfg.data.target,
+        "column_kinds": dict(cfg.data.columns),
+        "example": json.loads(example.to_json(orient="split", index=False, date_format="iso")),
+    }
+
+
+def _serving_arrays(raw: RawData, train: np.ndarray, out: Path) -> dict[str, Any]:
+    """Image folders: the decode settings, and one training image copied as the example."""
+    if raw.files is None:
+        return {"input": "arrays"}
+    first = raw.files[int(train[0])]
+    example = f"example_image{first.suffix.lower()}"
+    (out / example).write_bytes(first.read_bytes())
+    return {
+        "input": "files",
+        "channels": int(raw.X.shape[1]),
+        "size": [int(raw.X.shape[2]), int(raw.X.shape[3])],
+        "example": example,
+    }
 
 
 def _class_counts(target: Target, idx: np.ndarray) -> dict[str, int]:

@@ -12,6 +12,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, StandardScaler
 
+from stages.common.preprocess import normalize_columns
 from stages.schema.data import DataParams
 
 
@@ -21,31 +22,6 @@ class FittedTable:
     feature_names: list[str]
     numeric_mask: list[bool]  # per output feature: True for scaled numeric columns
     stats: dict[str, Any]
-
-
-def normalize_columns(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
-    """Split columns into numeric and categorical, with plain dtypes sklearn handles."""
-    columns: dict[str, pd.Series] = {}
-    numeric, categorical = [], []
-    for col in frame.columns:
-        s = frame[col]
-        if pd.api.types.is_bool_dtype(s):
-            columns[col] = s.astype(np.float32)
-        elif pd.api.types.is_datetime64_any_dtype(s):
-            columns[col] = (s.astype("int64").where(s.notna()) / 1e9).astype(np.float32)
-        elif pd.api.types.is_numeric_dtype(s):
-            # float32 end to end: sklearn's imputer and scalers keep it, halving peak memory
-            columns[col] = s.astype(np.float32)  # lazy under pandas copy-on-write
-        else:
-            columns[col] = (
-                s.astype(object)
-                .where(s.notna(), np.nan)
-                .map(lambda v: v if isinstance(v, float) else str(v))
-            )
-            categorical.append(col)
-            continue
-        numeric.append(col)
-    return pd.DataFrame(columns, copy=False), numeric, categorical
 
 
 def build_transformer(data: DataParams, numeric: list[str], categorical: list[str]):

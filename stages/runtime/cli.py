@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import re
 import shlex
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,7 +40,35 @@ def setup_logging(stage: str) -> logging.Logger:
         "lightning",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_warnings()
     return logging.getLogger(f"reprolab.{stage}")
+
+
+# (category, message start) of library warnings that say nothing to a user of the pipeline
+QUIET = (
+    # the served model takes DataFrames, arrays and lists: its signature is set explicitly
+    (UserWarning, "Add type hints to the `predict` method"),
+)
+
+
+def quiet_warnings() -> None:
+    """Library warnings that tell a pipeline user nothing, silenced in this one place.
+
+    Also at display time: MLflow wraps some calls in `simplefilter("once", UserWarning)`,
+    which overrides any filter installed before it.
+    """
+    for category, start in QUIET:
+        warnings.filterwarnings("ignore", message=f"(?s).*{re.escape(start)}", category=category)
+    show = warnings.showwarning
+    if getattr(show, "reprolab_quiet", False):
+        return
+
+    def filtered(message, category, *args, **kwargs):
+        if not any(issubclass(category, c) and s in str(message) for c, s in QUIET):
+            show(message, category, *args, **kwargs)
+
+    filtered.reprolab_quiet = True
+    warnings.showwarning = filtered
 
 
 def path_field(text: str) -> Any:

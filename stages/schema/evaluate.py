@@ -15,5 +15,3 @@ class EvaluateParams(Section):
     latency_repeats: int = Field(20, ge=1, le=10_000, description="timed calls per batch size")
     latency_budget_s: float = Field(1.0, gt=0.0, description="max seconds timed per batch size")
     threads: int = Field(1, ge=1, description="CPU threads for every candidate while timed")
-    register_best: bool = True
-    registered_name: str | None = None

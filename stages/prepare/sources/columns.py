@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stages.common.preprocess import as_text
 from stages.runtime.errors import DataError
 
 MOSTLY = 0.8  # share of values that makes a text column "mostly numbers" / "dates"
@@ -52,7 +53,7 @@ def review(
             notes += [note] if note else []
             continue
         if kind == "categorical":
-            out[col] = s.astype(object).where(s.notna(), np.nan).map(_text)
+            out[col] = as_text(s)
             continue
         note, keep = _ambiguity(col, s, frame.columns)
         if note:
@@ -62,10 +63,6 @@ def review(
     if not out:
         raise DataError(f"{path}: no feature columns left after data.columns")
     return pd.DataFrame(out, copy=False), notes
-
-
-def _text(value: object) -> object:
-    return value if isinstance(value, float) else str(value)
 
 
 def _as_numbers(col: str, s: pd.Series) -> tuple[pd.Series, str | None]:

@@ -7,7 +7,6 @@ into one preallocated uint8 array.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections import Counter
 from pathlib import Path
@@ -15,6 +14,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from stages.common.preprocess import (
+    GRAY_MODES,
+    IMAGE_SUFFIXES,
+    decode_image,
+    own_pixel_limit,
+)
 from stages.prepare.sources.raw import RawData, fingerprint_files
 from stages.runtime.errors import DataError
 from stages.schema.data import DataParams
@@ -22,8 +27,6 @@ from stages.schema.data import DataParams
 log = logging.getLogger("reprolab.sources")
 
 SPLIT_NAMES = {"train", "training", "test", "testing", "val", "valid", "validation", "dev"}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
 
 def load_image_folder(root: Path, data: DataParams) -> RawData:
@@ -87,6 +90,7 @@ def load_image_folder(root: Path, data: DataParams) -> RawData:
         classes=[classes[i] for i in used],
         notes=notes,
         image_scale=1.0 / 255.0,
+        files=files,
     )
 
 
@@ -127,17 +131,6 @@ def _scan_headers(files: list[Path], max_pixels: int) -> tuple[list[str], list[t
     return modes, sizes
 
 
-@contextlib.contextmanager
-def own_pixel_limit():
-    """PIL's decompression-bomb check off: data.max_image_pixels, checked on the headers
-    before any pixel is decoded, refuses by file name instead of PIL's bare traceback."""
-    previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-    try:
-        yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous
-
-
 def _most_common_size(sizes: list[tuple[int, int]], root: Path) -> tuple[int, int]:
     (size, count), *_ = Counter(sizes).most_common(1)
     if count < len(sizes):
@@ -153,18 +146,8 @@ def _most_common_size(sizes: list[tuple[int, int]], root: Path) -> tuple[int, in
 
 def _decode(path: Path, channels: int, size_wh: tuple[int, int]) -> np.ndarray:
     try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("I", "I;16", "F"):
-                arr = np.asarray(img, dtype=np.float64)
-                span = max(float(arr.max() - arr.min()), 1e-12)
-                img = Image.fromarray(((arr - arr.min()) / span * 255).astype(np.uint8))
-            img = img.convert("L" if channels == 1 else "RGB")
-            if img.size != size_wh:
-                img = img.resize(size_wh, Image.Resampling.BILINEAR)
-            arr = np.asarray(img, dtype=np.uint8)
+        return decode_image(path, channels, size_wh)
     except (OSError, ValueError, SyntaxError) as exc:
         raise DataError(
             f"{path}: image is corrupt or truncated ({exc}); fix or remove it"
         ) from None
-    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)

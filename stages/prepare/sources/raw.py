@@ -30,6 +30,8 @@ class RawData:
     classes: list[str] | None = None
     notes: list[str] = field(default_factory=list)
     image_scale: float | None = None
+    source_columns: list[str] | None = None  # tables: every feature column of the file
+    files: list[Path] | None = None  # image folders: one file per row of X
 
 
 def fingerprint_arrays(*arrays: np.ndarray) -> str:

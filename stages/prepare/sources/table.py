@@ -38,6 +38,7 @@ def load_table(path: Path, data: DataParams) -> RawData:
     frame.columns = [str(c) for c in frame.columns]
     target = _check_target(path, frame, data.target)
     y = frame.pop(target)
+    source_columns = list(frame.columns)
     missing_y = y.isna().to_numpy()
     if missing_y.all():
         raise DataError(
@@ -72,6 +73,7 @@ def load_table(path: Path, data: DataParams) -> RawData:
         y=y.to_numpy(),
         fingerprint=fingerprint_files([path], path.parent),
         notes=notes,
+        source_columns=source_columns,
     )
 
 

@@ -1,8 +1,10 @@
-"""Find the candidates evaluate can score: baselines, the trained network, compressed variants.
+"""The candidates: baselines, the trained network, compressed variants, each one loadable.
 
 Every candidate becomes one `Candidate` with a `predict(X) -> (pred, proba)` over prepared
-arrays, so scoring and timing treat all of them the same way. A candidate whose file (or
-whose loader, from a later issue) is missing is skipped with a note, never a crash.
+arrays, so evaluate's scoring and timing and the served model (stages/serving) run all of
+them through the same code. A candidate whose file (or whose runtime) is missing is
+skipped with a note, never a crash. `load_file` loads one file by kind, without the folder
+layout: the served model uses it on its own copy.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ def discover(
     baselines_dir: Path,
     model_path: Path,
     compressed_dir: Path,
+    only: str | None = None,
 ) -> tuple[list[Candidate], list[str]]:
-    """All loadable candidates, and a note for each one that was skipped."""
+    """All loadable candidates (or just the one named `only`), and a note for each skipped."""
     found: list[Candidate] = []
     notes: list[str] = []
     index_path = baselines_dir / "index.json"
@@ -50,20 +53,25 @@ def discover(
         index = json.loads(index_path.read_text())
         for name, entry in index["models"].items():
             path = baselines_dir / entry["file"]
+            if only is not None and name != only:
+                continue
             if path.exists():
                 found.append(_baseline(name, path, task, entry))
             else:
                 notes.append(f"baseline {name}: {path} missing, skipped")
     else:
         notes.append(f"baselines: {index_path} missing, skipped (run `dvc repro baselines`)")
-    if model_path.exists():
-        found.extend(_networks([("network", model_path)], task, "network", notes))
-    else:
-        notes.append(f"network: {model_path} missing, skipped (the train stage writes it)")
+    if only in (None, "network"):
+        if model_path.exists():
+            found.extend(_networks([("network", model_path)], task, "network", notes))
+        else:
+            notes.append(f"network: {model_path} missing, skipped (the train stage writes it)")
     variants = sorted(compressed_dir.glob("*")) if compressed_dir.is_dir() else []
     if not variants:
         notes.append(f"compressed: no files in {compressed_dir}, skipped (the compress stage)")
     for path in variants:
+        if only is not None and path.stem != only:
+            continue
         if path.suffix == ".onnx":
             found.extend(_onnx(path, task, notes))
         elif path.suffix == ".pt":
@@ -72,6 +80,19 @@ def discover(
             notes.append(f"compressed {path.name}: unknown format {path.suffix!r}, skipped")
     notes += _fit_rows_mismatch(index, found)
     return found, notes
+
+
+def load_file(path: Path, kind: str, task: str, threads: int = 1) -> Candidate:
+    """One candidate from its file: `.skops` baseline, `.pt` network or `.onnx` model."""
+    notes: list[str] = []
+    if path.suffix == ".skops":
+        return _baseline(path.stem, path, task, {})
+    loaded = _onnx(path, task, notes, threads) if path.suffix == ".onnx" else None
+    if path.suffix == ".pt":
+        loaded = _networks([(path.stem, path)], task, kind, notes)
+    if not loaded:
+        raise UserError(f"{path}: cannot load a {kind} candidate ({'; '.join(notes) or path})")
+    return loaded[0]
 
 
 def _fit_rows_mismatch(index: dict[str, Any], found: list[Candidate]) -> list[str]:
@@ -131,7 +152,7 @@ def _networks(items, task, kind, notes) -> list[Candidate]:
     return out
 
 
-def _onnx(path: Path, task: str, notes: list[str]) -> list[Candidate]:
+def _onnx(path: Path, task: str, notes: list[str], threads: int = 1) -> list[Candidate]:
     try:
         import onnxruntime  # noqa: F401  (the session below needs it)
     except ImportError as exc:
@@ -141,7 +162,7 @@ def _onnx(path: Path, task: str, notes: list[str]) -> list[Candidate]:
     from stages.common.sizes import onnx_parameters
 
     try:
-        session = ort_session(path, threads=1)
+        session = ort_session(path, threads=threads)
     except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
         raise UserError(f"{path}: onnxruntime cannot load it: {exc}") from None
     inp = session.get_inputs()[0]
@@ -158,6 +179,10 @@ def _from_scores(task: str, scores: np.ndarray, logits_possible: bool = False):
     scores = np.asarray(scores, dtype=np.float64)
     if task == "regression":
         return scores.reshape(-1), None
+    if scores.ndim == 2 and scores.shape[1] == 1:  # a binary network's one logit
+        p = 1.0 / (1.0 + np.exp(-scores[:, 0]))
+        scores = np.stack([1.0 - p, p], axis=1)
+        return scores.argmax(axis=1), scores
     rows_sum_to_one = np.allclose(scores.sum(axis=1), 1.0, atol=1e-3) and scores.min() >= 0
     if logits_possible and not rows_sum_to_one:
         e = np.exp(scores - scores.max(axis=1, keepdims=True))
