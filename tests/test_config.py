@@ -175,7 +175,8 @@ def test_every_dvc_params_key_exists_in_schema():
 
 
 @pytest.mark.parametrize(
-    "section", ["data", "augment", "baselines", "model", "train", "tune", "compress", "evaluate"]
+    "section",
+    ["data", "augment", "baselines", "model", "train", "tune", "compress", "evaluate", "serve"],
 )
 def test_every_schema_key_of_a_section_is_tracked_by_dvc(section):
     listed = {k for keys in _dvc_param_keys().values() for k in keys}

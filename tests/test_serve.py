@@ -1,9 +1,10 @@
 """The served model end to end: package stage, pyfunc, predict CLI, registry aliases, HTTP.
 
 Real dvc, real MLflow (sqlite registry, `mlflow models serve` subprocess), tiny params.
-One table pipeline (categoricals and NaN) runs once per module; the image folder and the
-regression table each run one more. Every check compares the served model on RAW input
-(CSV rows, image files) with the leaderboard's candidate on the prepared test split.
+One table pipeline (the shipped houses.csv: categoricals and blanks) runs once per module;
+the shipped image folder and the regression target each run one more. Every check compares
+the served model on RAW input (CSV rows, image files) with the leaderboard's candidate on
+the prepared test split.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import yaml
 from tests.conftest import copy_repo, pipeline_env, run_dvc, run_stage, write_params
 
 pytestmark = pytest.mark.integration
+HOUSES = "data/raw/examples/houses.csv"  # numbers, integers, categoricals and blanks
 
 TINY = {
     "augment": {"multiplier": 1},
@@ -48,54 +50,12 @@ TINY = {
 }
 
 
-def houses(n: int = 240, seed: int = 0) -> pd.DataFrame:
-    """A table with numbers, integers, categoricals and blanks; a label and a price."""
-    rng = np.random.default_rng(seed)
-    size = rng.normal(100, 30, n).round(1)
-    rooms = rng.integers(1, 7, n)
-    city = rng.choice(["north", "south", "east"], n)
-    price = size * 3 + rooms * 20 + np.where(city == "north", 80, 0) + rng.normal(0, 15, n)
-    frame = pd.DataFrame({"size": size, "rooms": rooms, "city": city})
-    frame.loc[rng.random(n) < 0.1, "size"] = np.nan
-    frame.loc[rng.random(n) < 0.1, "city"] = None
-    frame["label"] = pd.cut(price, 3, labels=["cheap", "mid", "pricey"]).astype(str)
-    frame["price"] = price.round(2)
-    return frame
-
-
-def write_images(root: Path, per_class: int = 24, seed: int = 0) -> None:
-    """Three classes of 12x12 PNGs: horizontal bars, vertical bars, a bright square."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    for name in ("hbars", "vbars", "square"):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            img = rng.integers(0, 60, (12, 12)).astype(np.uint8)
-            if name == "hbars":
-                img[::3] = 220
-            elif name == "vbars":
-                img[:, ::3] = 220
-            else:
-                img[3:9, 3:9] = 230
-            Image.fromarray(img).save(root / name / f"{i:03d}.png")
-
-
-def _pipeline(root: Path, source: str, overrides: dict) -> tuple[Path, dict[str, str]]:
-    repo = copy_repo(root / "repo")
-    env = pipeline_env(root)
-    write_params(repo, {**TINY, **overrides})
-    run_dvc(repo, env, "repro", "package")
-    return repo, env
-
-
 @pytest.fixture(scope="module")
 def table_repo(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve-table")
     repo = copy_repo(root / "repo")
-    houses().drop(columns=["price"]).to_csv(repo / "data" / "raw" / "houses.csv", index=False)
     env = pipeline_env(root)
-    write_params(repo, {**TINY, "data": {"source": "data/raw/houses.csv", "target": "label"}})
+    write_params(repo, {**TINY, "data": {"source": HOUSES, "target": "sold_fast"}})
     run_dvc(repo, env, "repro", "evaluate")
     return repo, env
 
@@ -172,14 +132,21 @@ def test_champion_rule_and_raw_rows_from_the_registry(table_repo, monkeypatch):
     assert {f"test_{headline}_ci_low", "git_commit", "params_hash"} <= set(tags)
 
     planned, X = _raw_test(repo)
-    rows = pd.read_csv(repo / "data" / "raw" / "houses.csv").iloc[planned.parts["test"]]
+    rows = pd.read_csv(repo / HOUSES).iloc[planned.parts["test"]]
     model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
-    answer = model.predict(rows.drop(columns=["label"]))
+    answer = model.predict(rows.drop(columns=["sold_fast"]))
     classes = planned.target.classes
     _same(answer, _candidate_answer(repo, best, X), classes)
     info = mlflow.models.get_model_info(f"models:/{name}@champion")
     inputs = {c["name"]: c["type"] for c in info.signature.inputs.to_dict()}
-    assert inputs == {"size": "double", "rooms": "long", "city": "string"}
+    assert inputs == {
+        "area": "double",
+        "rooms": "long",
+        "neighborhood": "string",
+        "condition": "string",
+        "year_built": "long",
+        "price": "double",
+    }
     assert [c["name"] for c in info.signature.outputs.to_dict()] == [
         "label",
         *(f"proba_{c}" for c in classes),
@@ -200,8 +167,8 @@ def test_each_candidate_kind_packages_and_predicts(table_repo, tmp_path, candida
     import mlflow
 
     planned, X = _raw_test(repo)
-    csv = pd.read_csv(repo / "data" / "raw" / "houses.csv").iloc[planned.parts["test"]]
-    answer = mlflow.pyfunc.load_model(str(out)).predict(csv.drop(columns=["label"]))
+    csv = pd.read_csv(repo / HOUSES).iloc[planned.parts["test"]]
+    answer = mlflow.pyfunc.load_model(str(out)).predict(csv.drop(columns=["sold_fast"]))
     _same(answer, _candidate_answer(repo, candidate, X), planned.target.classes)
     spec = json.loads((out / "artifacts" / "serving.json").read_text())
     assert spec["candidate"] == candidate
@@ -213,8 +180,8 @@ def test_predict_cli_and_http_answer_alike_and_refuse_by_name(table_repo, tmp_pa
     if not model.exists():
         run_dvc(repo, env, "repro", "package")
     planned, _ = _raw_test(repo)
-    rows = pd.read_csv(repo / "data" / "raw" / "houses.csv").iloc[planned.parts["test"]]
-    rows = rows.drop(columns=["label"]).head(8)
+    rows = pd.read_csv(repo / HOUSES).iloc[planned.parts["test"]]
+    rows = rows.drop(columns=["sold_fast"]).head(8)
     new = tmp_path / "new.csv"
     rows.to_csv(new, index=False)
     out = tmp_path / "predictions.csv"
@@ -225,10 +192,14 @@ def test_predict_cli_and_http_answer_alike_and_refuse_by_name(table_repo, tmp_pa
     assert len(cli) == len(rows) and "label" in cli
 
     bad = tmp_path / "bad.csv"
-    rows.drop(columns=["city"]).to_csv(bad, index=False)
+    rows.drop(columns=["neighborhood"]).to_csv(bad, index=False)
     failed = run_stage("predict", repo, env, "--model", str(model), "--input", str(bad),
                        "--out", str(tmp_path / "never.csv"))  # fmt: skip
-    assert failed.returncode == 2 and "'city'" in failed.stderr and "Traceback" not in failed.stderr
+    assert (
+        failed.returncode == 2
+        and "'neighborhood'" in failed.stderr
+        and "Traceback" not in failed.stderr
+    )
     assert not (tmp_path / "never.csv").exists()
     typo = rows.assign(rooms=rows["rooms"].astype(object))
     typo.loc[typo.index[2], "rooms"] = "three"
@@ -253,21 +224,21 @@ def test_predict_cli_and_http_answer_alike_and_refuse_by_name(table_repo, tmp_pa
         np.testing.assert_allclose(
             http.drop(columns="label").to_numpy(), cli.drop(columns="label").to_numpy(), atol=1e-6
         )
-        missing = json.loads(rows.drop(columns=["city"]).to_json(orient="split", index=False))
+        missing = json.loads(
+            rows.drop(columns=["neighborhood"]).to_json(orient="split", index=False)
+        )
         status, body = _post(port, {"dataframe_split": missing})
-        assert 400 <= status < 500 and "city" in body and "Traceback" not in body
+        assert 400 <= status < 500 and "neighborhood" in body and "Traceback" not in body
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
 
 
 def test_image_folder_model_takes_files_and_bytes(tmp_path):
-    root = tmp_path / "images"
-    write_images(root / "shapes")
-    repo = copy_repo(root / "repo")
-    env = pipeline_env(root)
-    overrides = {
-        "data": {"source": str(root / "shapes")},
+    repo = copy_repo(tmp_path / "repo")
+    env = pipeline_env(tmp_path)
+    overrides = {  # 20x20 and 28x28, grayscale and RGB: decoded and resized as in prepare
+        "data": {"source": "data/raw/examples/shapes", "image_size": [16, 16]},
         "model": {"arch": "cnn", "width": 8, "depth": 1},
         "baselines": {"models": ["logreg_l2"]},
     }
@@ -293,17 +264,15 @@ def test_image_folder_model_takes_files_and_bytes(tmp_path):
 
 
 def test_regression_model_answers_in_the_target_units(tmp_path):
-    root = tmp_path / "reg"
-    repo = copy_repo(root / "repo")
-    houses().drop(columns=["label"]).to_csv(repo / "data" / "raw" / "prices.csv", index=False)
-    env = pipeline_env(root)
-    data = {"source": "data/raw/prices.csv", "target": "price", "task": "regression"}
+    repo = copy_repo(tmp_path / "repo")
+    env = pipeline_env(tmp_path)
+    data = {"source": HOUSES, "target": "price", "task": "regression"}
     write_params(repo, {**TINY, "data": data, "baselines": {"models": ["linear", "ridge"]}})
     run_dvc(repo, env, "repro", "package")
     import mlflow
 
     planned, X = _raw_test(repo)
-    rows = pd.read_csv(repo / "data" / "raw" / "prices.csv").iloc[planned.parts["test"]]
+    rows = pd.read_csv(repo / HOUSES).iloc[planned.parts["test"]]
     answer = mlflow.pyfunc.load_model(str(repo / "models" / "serving")).predict(rows)
     board = json.loads((repo / "metrics" / "leaderboard.json").read_text())
     _same(answer, _candidate_answer(repo, board["best"], X), None)

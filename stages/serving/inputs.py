@@ -132,7 +132,13 @@ def images(spec: ServingSpec, data: Any) -> np.ndarray:
         try:
             out[i] = decode_image(item, channels, (width, height))
         except (OSError, ValueError, SyntaxError, TypeError) as exc:
-            what = f"file {item!r}" if isinstance(item, str) else f"a {type(item).__name__}"
+            what = (
+                f"file {item!r}"
+                if isinstance(item, str)
+                else "encoded bytes"
+                if isinstance(item, bytes)
+                else f"a {type(item).__name__}"
+            )
             raise InputError(
                 f"row {i} ({what}): not a readable image ({exc}); expected encoded image "
                 "bytes (PNG, JPEG, ...), an image file path or a uint8 H x W [x C] array"
