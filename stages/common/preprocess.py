@@ -30,7 +30,8 @@ def normalize_columns(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str], lis
         if pd.api.types.is_bool_dtype(s):
             columns[col] = s.astype(np.float32)
         elif pd.api.types.is_datetime64_any_dtype(s):
-            columns[col] = (s.astype("int64").where(s.notna()) / 1e9).astype(np.float32)
+            seconds = s.dt.as_unit("ns").astype("int64").where(s.notna()) / 1e9  # any unit
+            columns[col] = seconds.astype(np.float32)
         elif pd.api.types.is_numeric_dtype(s):
             # float32 end to end: sklearn's imputer and scalers keep it, halving peak memory
             columns[col] = s.astype(np.float32)  # lazy under pandas copy-on-write
