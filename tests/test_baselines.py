@@ -13,13 +13,15 @@ from stages.baselines import stage as baselines
 from stages.common import skops_files
 from stages.prepare import stage as prepare
 from stages.runtime.errors import ConfigError, UserError
-from stages.schema.baselines import ESTIMATORS
+from stages.schema.baselines import ESTIMATORS, TREE_MODELS
 
 # shrunk so every model fits in well under a second
 TINY = {
     "random_forest": {"n_estimators": 8},
     "hist_gradient_boosting": {"max_iter": 10},
     "logreg_l1": {"max_iter": 300},
+    "gradient_boosting": {"n_estimators": 10},
+    "adaboost": {"n_estimators": 10},
 }
 
 
@@ -37,7 +39,7 @@ def _fit(make_params, src, tmp_path, **section):
 )
 def test_every_baseline_fits_and_is_saved(make_params, prepared, tmp_path, source, task):
     src = prepared(source)
-    _, results, out = _fit(make_params, src, tmp_path)
+    _, results, out = _fit(make_params, src, tmp_path, models=list(ESTIMATORS))  # + opt-in
     expected = [n for n in ESTIMATORS if task in ESTIMATORS[n]]
     assert sorted(results) == sorted(expected)
     assert json.loads((tmp_path / "m.json").read_text()) == results
@@ -56,7 +58,7 @@ def test_every_baseline_fits_and_is_saved(make_params, prepared, tmp_path, sourc
         pred = scorer.predict(val["X"])
         assert pred.shape == (len(val["y"]),)
         assert index["models"][name]["file"] == f"{name}.skops"
-    trees = {n for n in expected if n.startswith(("decision_tree", "random_forest"))}
+    trees = {n for n in expected if n in TREE_MODELS}
     assert {p.stem for p in (tmp_path / "imp").glob("*.csv")} == trees
     assert {p.stem for p in (tmp_path / "imp").glob("*.png")} == trees
 

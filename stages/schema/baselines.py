@@ -41,14 +41,43 @@ ESTIMATORS: dict[str, dict[str, tuple[str, str, dict[str, Any]]]] = {
         )
     },
     "logreg_l2": {"classification": ("sklearn.linear_model", "LogisticRegression", {})},
-    "knn": {"classification": ("sklearn.neighbors", "KNeighborsClassifier", {})},
-    "svc_rbf": {"classification": ("sklearn.svm", "SVC", {"kernel": "rbf"})},
+    "knn": {
+        "classification": ("sklearn.neighbors", "KNeighborsClassifier", {}),
+        "regression": ("sklearn.neighbors", "KNeighborsRegressor", {}),
+    },
+    "svc_rbf": {
+        "classification": ("sklearn.svm", "SVC", {"kernel": "rbf"}),
+        "regression": ("sklearn.svm", "SVR", {"kernel": "rbf"}),
+    },
     "linear": {"regression": ("sklearn.linear_model", "LinearRegression", {})},
     "ridge": {"regression": ("sklearn.linear_model", "Ridge", {})},
     "lasso": {"regression": ("sklearn.linear_model", "Lasso", {})},
     "elasticnet": {"regression": ("sklearn.linear_model", "ElasticNet", {})},
+    # opt-in (not in DEFAULT_MODELS): slower to fit, or no predicted probabilities
+    "linear_svm": {
+        "classification": ("sklearn.svm", "LinearSVC", {}),
+        "regression": ("sklearn.svm", "LinearSVR", {}),
+    },
+    "adaboost": {
+        "classification": ("sklearn.ensemble", "AdaBoostClassifier", {}),
+        "regression": ("sklearn.ensemble", "AdaBoostRegressor", {}),
+    },
+    "gradient_boosting": {
+        "classification": ("sklearn.ensemble", "GradientBoostingClassifier", {}),
+        "regression": ("sklearn.ensemble", "GradientBoostingRegressor", {}),
+    },
 }
-TREE_MODELS = ("decision_tree_gini", "decision_tree_entropy", "decision_tree", "random_forest")
+OPT_IN = ("linear_svm", "adaboost", "gradient_boosting")
+DEFAULT_MODELS = tuple(n for n in ESTIMATORS if n not in OPT_IN)
+# models with impurity-based feature_importances_ (their importance plots)
+TREE_MODELS = (
+    "decision_tree_gini",
+    "decision_tree_entropy",
+    "decision_tree",
+    "random_forest",
+    "adaboost",
+    "gradient_boosting",
+)
 
 
 def make_estimator(name: str, task: str, hyperparams: dict[str, Any], seed: int | None = None):
@@ -65,7 +94,7 @@ def make_estimator(name: str, task: str, hyperparams: dict[str, Any], seed: int 
 
 class BaselinesParams(Section):
     use_augmented: bool = False
-    models: list[str] = Field(default_factory=lambda: list(ESTIMATORS), min_length=1)
+    models: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS), min_length=1)
     hyperparams: dict[str, dict[str, Any]] = Field(default_factory=dict)
     n_threads: int | None = Field(
         1, ge=1, description="OpenMP/BLAS threads per fit; None = all cores"
