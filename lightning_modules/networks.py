@@ -26,6 +26,9 @@ class NetSpec:
     depth: int = 2
     widen: float = 2.0
     kernel_size: int = 3
+    conv: str = "standard"  # standard | group | depthwise_separable (cnn/resnet)
+    groups: int = 2  # conv: group
+    block: str = "basic"  # resnet: basic | bottleneck
     activation: str = "relu"
     norm: str = "batch"
     norm_groups: int = 8

@@ -97,3 +97,60 @@ def test_model_file_round_trip_and_predict(task, tmp_path):
     else:
         assert out.shape == (7, 3 if task == "multiclass" else 2)
         np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-6)
+
+
+CONV_VARIANTS = [
+    ("cnn", {"conv": "group", "groups": 4}),
+    ("cnn", {"conv": "depthwise_separable"}),
+    ("resnet", {"conv": "group", "groups": 4}),
+    ("resnet", {"conv": "depthwise_separable"}),
+    ("resnet", {"block": "bottleneck"}),
+    ("resnet", {"block": "bottleneck", "conv": "group", "groups": 4}),
+]
+
+
+@pytest.mark.parametrize(("arch", "kind"), CONV_VARIANTS)
+def test_conv_kinds_and_bottleneck_are_built_and_learn(arch, kind):
+    torch.manual_seed(0)
+    shape = [1, 8, 8]
+    plain = build_network(arch, shape, 2, width=16, depth=2)
+    net = build_network(arch, shape, 2, width=16, depth=2, **kind)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    first = convs[0]
+    assert first.groups == 1 and first.in_channels == 1  # the image's channels: standard
+    if kind.get("conv") == "group":
+        assert {m.groups for m in convs} == {1, kind["groups"]}
+    if kind.get("conv") == "depthwise_separable":
+        assert any(m.groups == m.in_channels > 1 for m in convs)
+    if kind.get("block") == "bottleneck":
+        assert sum(m.kernel_size == (1, 1) for m in convs) >= 2 * 2  # reduce + expand
+    n = sum(p.numel() for p in net.parameters())
+    assert n < sum(p.numel() for p in plain.parameters())  # the point of each of them
+    x = torch.randn(64, *shape)
+    y = (x[:, 0, :4].mean(dim=(1, 2)) > x[:, 0, 4:].mean(dim=(1, 2))).long()
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    losses = []
+    for _ in range(30):
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ({"arch": "cnn", "block": "bottleneck"}, "applies to arch resnet only"),
+        ({"arch": "mlp", "conv": "group"}, "applies to arch cnn or resnet"),
+        ({"arch": "cnn", "depth": 1, "conv": "group"}, "changes nothing at depth 1"),
+        ({"arch": "cnn", "width": 6, "conv": "group", "groups": 4}, "must divide every block"),
+    ],
+)
+def test_conv_settings_that_change_nothing_are_refused(model, message):
+    from stages import config
+    from stages.runtime.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        config.validate({"model": model})

@@ -29,6 +29,9 @@ class ModelParams(Section):
     depth: int = Field(2, ge=1, le=64, description="blocks / hidden layers / encoder layers")
     widen: float = Field(2.0, ge=1.0, description="cnn/resnet: channel multiplier per block")
     kernel_size: int = Field(3, ge=1, description="cnn/resnet conv kernel (odd keeps the size)")
+    conv: Literal["standard", "group", "depthwise_separable"] = "standard"
+    groups: int = Field(2, ge=2, description="conv: group; must divide the channels")
+    block: Literal["basic", "bottleneck"] = "basic"
     activation: Literal["relu", "leaky_relu", "elu", "gelu", "silu", "swish", "tanh", "sigmoid"] = (
         "relu"
     )
@@ -46,9 +49,34 @@ class ModelParams(Section):
                 f"arch transformer needs width divisible by transformer.heads, "
                 f"got width={self.width}, heads={self.transformer.heads}"
             )
+        self._conv_kind_applies()
         if self.arch == "resnet" and self.kernel_size % 2 == 0:
             raise ValueError(
                 f"arch resnet needs an odd kernel_size (a residual block adds its input to its "
                 f"output, so the conv must keep the map size), got kernel_size={self.kernel_size}"
             )
         return self
+
+    def _conv_kind_applies(self) -> None:
+        """model.conv / model.block must change the network, or they are refused."""
+        if self.block != "basic" and self.arch != "resnet":
+            raise ValueError(f"model.block = {self.block!r} applies to arch resnet only, not "
+                             f"{self.arch!r}; remove it or set arch: resnet")  # fmt: skip
+        if self.conv == "standard":
+            return
+        if self.arch not in ("cnn", "resnet"):
+            raise ValueError(f"model.conv = {self.conv!r} applies to arch cnn or resnet, not "
+                             f"{self.arch!r}")  # fmt: skip
+        if self.arch == "cnn" and self.depth == 1:
+            raise ValueError(
+                f"model.conv = {self.conv!r} changes nothing at depth 1: the first conv takes "
+                "the image's own channels and stays standard; use depth >= 2"
+            )
+        channels = [max(1, round(self.width * self.widen**b)) for b in range(self.depth)]
+        if self.conv == "group" and self.block == "basic":
+            bad = [c for c in channels if c % self.groups]
+            if bad:
+                raise ValueError(
+                    f"model.groups = {self.groups} must divide every block's channels "
+                    f"{channels} (width x widen^block); {bad} are not divisible"
+                )
