@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -67,10 +68,20 @@ def _states(study):
     return out
 
 
+def _console_messages(stderr: str) -> list[str]:
+    """The stages' log lines without their `HH:MM:SS <stage> LEVEL ` prefix."""
+    return [re.sub(r"^\d\d:\d\d:\d\d \w+ [A-Z]+ ", "", line) for line in stderr.splitlines()]
+
+
 def test_repro_tune_nested_runs_and_best_params_feed_train(repo_copy, tmp_path):
     env = pipeline_env(tmp_path)
     _write(repo_copy, TINY)
-    run_dvc(repo_copy, env, "repro", "tune")
+    console = run_dvc(repo_copy, env, "repro", "tune").stderr
+    messages = _console_messages(console)  # each line once: not per handler, not per trial
+    assert [m for m, n in Counter(messages).items() if n > 1] == [], console
+    assert "litlogger" not in console and not any(m.startswith("INFO: ") for m in messages)
+    assert messages.count("GPU available: False, used: False") == 1, console
+    assert "experimental" not in console and "deprecated" not in console, console
     metrics = json.loads((repo_copy / "metrics/tune.json").read_text())
     assert metrics["finished"] == 4 and metrics["metric"] == "val/acc"
     best = yaml.safe_load((repo_copy / "tuning/best_params.yaml").read_text())

@@ -22,32 +22,78 @@ T = TypeVar("T")
 
 
 def setup_logging(stage: str) -> logging.Logger:
-    logging.basicConfig(
-        level=logging.INFO,
-        format=f"%(asctime)s {stage} %(levelname)s %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
+    """One handler (stderr, `time stage LEVEL message`) for the stage's lines and the libraries'.
+
+    Lightning's import adds a console handler of its own to the `lightning` logger, which
+    also propagates to the root: every Lightning line came out twice. That handler is
+    refused, so Lightning's lines come out once, in the stage's format; `OnceLines` drops
+    repeats and Lightning's tips.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter(f"%(asctime)s {stage} %(levelname)s %(message)s", datefmt="%H:%M:%S")
     )
-    for noisy in (
-        "alembic",
-        "mlflow",
-        "urllib3",
-        "git",
-        "matplotlib",
-        "PIL",
-        "lightning.pytorch",
-        "lightning.fabric",
-        "lightning",
-    ):
+    handler.addFilter(OnceLines())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    for noisy in ("alembic", "mlflow", "urllib3", "git", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    _without_own_console("lightning")
     quiet_warnings()
     return logging.getLogger(f"reprolab.{stage}")
+
+
+class _NoOwnConsole(logging.Logger):
+    """A library's top logger that refuses the bare stderr handler its import adds."""
+
+    def addHandler(self, hdlr: logging.Handler) -> None:
+        if type(hdlr) is not logging.StreamHandler:
+            super().addHandler(hdlr)
+
+
+def _without_own_console(name: str) -> None:
+    """Records of logger `name` reach the root's handler only: a bare stderr handler added
+    on import is refused (not imported yet) or removed (imported already)."""
+    previous = logging.getLoggerClass()
+    logging.setLoggerClass(_NoOwnConsole)
+    try:
+        logger = logging.getLogger(name)
+    finally:
+        logging.setLoggerClass(previous)
+    for own in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
+        logger.removeHandler(own)
+
+
+class OnceLines(logging.Filter):
+    """INFO lines once per process: Lightning's per-fit lines and the train code's fit-rows
+    line would otherwise repeat in every tuning trial (each trial's own line differs, so it
+    stays). Lightning's "💡 Tip:" adverts (LitLogger, LitModels: `rank_zero_info` in its
+    logger and callback connectors, whatever the Trainer's settings) never. Warnings and
+    errors always pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO:
+            return True
+        text = record.getMessage()
+        if text in self.seen or (record.name.startswith("lightning.") and "💡 Tip:" in text):
+            return False
+        self.seen.add(text)
+        return True
 
 
 # (category, message start) of library warnings that say nothing to a user of the pipeline
 QUIET = (
     # the served model takes DataFrames, arrays and lists: its signature is set explicitly
     (UserWarning, "Add type hints to the `predict` method"),
+    # Optuna's experimental notes (TPE `group`, PostgreSQL heartbeats and trial retries, QMC):
+    # tune uses these on purpose with Optuna pinned in the lock; once per worker process
+    (Warning, "The interface can change in the future."),
+    # Lightning 2.6's own `_pytree` builds torch's deprecated `LeafSpec`: not our call to
+    # change; once per training process (train, tune, compress)
+    (FutureWarning, "`isinstance(treespec, LeafSpec)` is deprecated"),
 )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 
 import optuna
@@ -34,17 +33,15 @@ def write_plots(study: optuna.Study, out_dir: Path, multi_objective: bool) -> li
     for kind, fn in kinds.items():
         kwargs = {} if kind == "pareto_front" else {"target": target, "target_name": name}
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                getattr(pv, fn)(study, **kwargs).write_html(
-                    out_dir / f"{kind}.html", include_plotlyjs=True
-                )
-                ax = getattr(pm, fn)(study, **kwargs)
-                fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-                fig.set_size_inches(8, 5)
-                fig.tight_layout()
-                fig.savefig(out_dir / f"{kind}.png", dpi=90)
-                plt.close(fig)
+            getattr(pv, fn)(study, **kwargs).write_html(
+                out_dir / f"{kind}.html", include_plotlyjs=True
+            )
+            ax = getattr(pm, fn)(study, **kwargs)
+            fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+            fig.set_size_inches(8, 5)
+            fig.tight_layout()
+            fig.savefig(out_dir / f"{kind}.png", dpi=90)
+            plt.close(fig)
             written += [out_dir / f"{kind}.html", out_dir / f"{kind}.png"]
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:
             # e.g. importances need >= 2 completed trials with varying params

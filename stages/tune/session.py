@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +48,7 @@ class TuneSession:
         study = st.open_study(
             self.cfg.tune, self.name, self.cfg.seed, self.journal, self.schema["task"]
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([self.metric, *self.cfg.tune.objectives])
+        study.set_metric_names([self.metric, *self.cfg.tune.objectives])
         return study
 
     def _objective(self):
