@@ -67,7 +67,17 @@ def test_repro_metrics_plots_experiments_and_mlflow(repo_copy, tmp_path, monkeyp
     }
 
     # an experiment that changes the model list re-runs baselines + evaluate only
-    _dvc(repo_copy, env, "exp", "run", "-S", "baselines.models=[knn]", "--name", "knn-only")
+    _dvc(
+        repo_copy,
+        env,
+        "exp",
+        "run",
+        "-S",
+        "baselines.models=[knn]",
+        "--name",
+        "knn-only",
+        "evaluate",
+    )
     table = _dvc(repo_copy, env, "exp", "show", "--csv", "--no-pager")
     assert "knn-only" in table and "candidates.knn.accuracy" in table
     exp = json.loads(_dvc(repo_copy, env, "metrics", "show", "--json"))  # workspace = knn-only
@@ -102,6 +112,7 @@ def test_repro_metrics_plots_experiments_and_mlflow(repo_copy, tmp_path, monkeyp
     ev = [r for r in runs if r.data.tags.get("stage") == "evaluate"]
     assert len(ev) == 2 and all(r.info.status == "FINISHED" for r in ev)
     first = ev[-1]
+    _check_run_names_and_inputs(client, runs, ev, repo_copy)
     artifacts = {a.path for a in client.list_artifacts(first.info.run_id, "reports")}
     assert "reports/report.html" in artifacts and "reports/report.md" in artifacts
     ranks = {r.data.tags["baseline"]: r.data.tags.get("leaderboard_rank") for r in children}
@@ -112,3 +123,45 @@ def test_repro_metrics_plots_experiments_and_mlflow(repo_copy, tmp_path, monkeyp
     assert best_tagged == ([board["best"]] if board["best"] != "network" else [])
     # evaluate registers nothing: the package stage does (tests/test_serve.py)
     assert client.search_model_versions("name = 'reprolab-iris'") == []
+
+
+def _check_run_names_and_inputs(client, runs, ev, repo):
+    """Runs named `<stage> · <DVC experiment | pipeline id>`; the experiment is of kind model
+    training; the splits read are dataset inputs whose digest is DVC's md5 of the file."""
+    import hashlib
+
+    (exp,) = {r.info.experiment_id for r in runs}
+    assert client.get_experiment(exp).tags["mlflow.experimentKind"] == "custom_model_development"
+    first, knn_only = ev[-1], ev[0]
+    assert first.info.run_name == f"evaluate · {first.data.tags['pipeline_id'][:6]}"
+    assert "dvc_experiment" not in first.data.tags
+    assert knn_only.info.run_name == "evaluate · knn-only"
+    assert knn_only.data.tags["dvc_experiment"] == "knn-only"
+
+    def inputs(run):
+        return {
+            i.dataset.name: (
+                i.dataset.digest,
+                {t.key: t.value for t in i.tags}["mlflow.data.context"],
+            )
+            for i in run.inputs.dataset_inputs
+        }
+
+    def md5(path):
+        return hashlib.md5((repo / "data" / f"{path}.npz").read_bytes()).hexdigest()
+
+    assert inputs(first) == {"iris/prepared/test": (md5("prepared/test"), "test")}
+    by_stage = {r.data.tags.get("stage"): r for r in runs}  # newest first: the first of each
+    refit = {p: (md5(p), "train") for p in ("augmented/train", "augmented/val")}  # train+val
+    expected = {
+        "baselines": {  # baselines.use_augmented: false; val is also the validation split
+            "prepared/train": (md5("prepared/train"), "train"),
+            "prepared/val": (md5("prepared/val"), "train+val"),
+        },
+        "train": refit | {"prepared/val": (md5("prepared/val"), "val")},
+        "compress": refit | {"prepared/val": (md5("prepared/val"), "val")},
+    }
+    for stage, want in expected.items():
+        assert inputs(by_stage[stage]) == {f"iris/{p}": v for p, v in want.items()}, stage
+    train = by_stage["train"].info.run_id
+    assert client.get_metric_history(train, "lr")  # the learning rate, every epoch

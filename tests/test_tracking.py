@@ -167,3 +167,75 @@ def test_passwords_never_reach_mlflow_params(make_params, mlflow_uri, caplog, re
         before={},
         after={"MLflow param": run.data.params["tune.storage"], "in logs": False},
     )
+
+
+def test_experiment_kind_run_names_and_dvc_experiment(make_params, mlflow_uri, monkeypatch):
+    client = mlflow.MlflowClient(mlflow_uri)
+    client.create_experiment("found")  # made elsewhere, without the kind tag
+    monkeypatch.setenv("REPROLAB_PIPELINE_ID", "1a2b3c4d5e6f")
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    for experiment in ("found", "new"):
+        cfg = make_params({"mlflow": {"experiment": experiment}})
+        with tracking.stage_run("prepare", cfg, ("seed",)) as run:
+            pass
+        tags = client.get_experiment_by_name(experiment).tags
+        assert tags["mlflow.experimentKind"] == "custom_model_development"
+    assert client.get_run(run.info.run_id).info.run_name == "prepare · 1a2b3c"
+    assert "dvc_experiment" not in client.get_run(run.info.run_id).data.tags
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-3f2a1")
+    with tracking.stage_run("train", cfg, ("seed",)) as run:
+        pass
+    got = client.get_run(run.info.run_id)
+    assert got.info.run_name == "train · exp-3f2a1"
+    assert got.data.tags["dvc_experiment"] == "exp-3f2a1"
+
+
+def test_split_inputs_carry_dvc_hashes_and_contexts(tmp_path, mlflow_uri, monkeypatch):
+    """Digest = DVC's md5 of the file (the `.dir` manifest in the cache), else the output's."""
+    import hashlib
+    import json
+
+    import numpy as np
+
+    from stages.common import io
+    from stages.runtime import tracking_inputs
+
+    monkeypatch.chdir(tmp_path)
+    for folder in ("prepared", "augmented"):
+        for split, rows in (("train", 6), ("val", 3)):
+            io.save_npz(
+                f"data/{folder}/{split}.npz",
+                X=np.zeros((rows, 1, 2, 2), "float32"),
+                y=np.zeros(rows, "int64"),
+            )
+    md5 = {
+        p: hashlib.md5(Path(p).read_bytes()).hexdigest()
+        for p in ("data/prepared/train.npz", "data/prepared/val.npz")
+    }
+    manifest = [{"md5": md5[p], "relpath": Path(p).name} for p in md5]
+    (tmp_path / ".dvc/cache/files/md5/ab").mkdir(parents=True)
+    (tmp_path / ".dvc/cache/files/md5/ab/cdef.dir").write_text(json.dumps(manifest))
+    Path("dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  prepare:\n    outs:\n"
+        "    - path: data/prepared\n      md5: abcdef.dir\n"
+        "  augment:\n    outs:\n    - path: data/augmented\n      md5: 0123.dir\n"
+    )
+    mlflow.set_experiment("inputs")
+    splits = {
+        "train": [Path("data/augmented/train.npz"), Path("data/prepared/val.npz")],
+        "val": [Path("data/prepared/val.npz"), Path("data/prepared/missing.npz")],
+    }
+    with mlflow.start_run() as run:
+        assert tracking_inputs.log_splits("toy", splits) == 2
+    inputs = mlflow.MlflowClient().get_run(run.info.run_id).inputs.dataset_inputs
+    got = {
+        i.dataset.name: (i.dataset.digest, {t.key: t.value for t in i.tags}["mlflow.data.context"])
+        for i in inputs
+    }
+    assert got == {
+        "toy/augmented/train": ("0123.dir", "train"),  # no manifest cached: the folder's hash
+        "toy/prepared/val": (md5["data/prepared/val.npz"], "train+val"),
+    }
+    val = next(i.dataset for i in inputs if i.dataset.name == "toy/prepared/val")
+    assert json.loads(val.profile)["num_rows"] == 3
+    assert '"shape": [-1, 1, 2, 2]' in json.loads(val.schema)["mlflow_tensorspec"]["features"]

@@ -95,6 +95,13 @@ def test_repro_tune_nested_runs_and_best_params_feed_train(repo_copy, tmp_path):
     exp = client.get_experiment_by_name("tune-test")
     (parent,) = client.search_runs([exp.experiment_id], "tags.stage = 'tune'")
     assert parent.info.status == "FINISHED"
+    assert parent.info.run_name == f"tune · {parent.data.tags['pipeline_id'][:6]}"
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    contexts = {
+        i.dataset.name: {t.key: t.value for t in i.tags}["mlflow.data.context"]
+        for i in parent.inputs.dataset_inputs
+    }  # trials fit on train alone
+    assert contexts == {"synthetic/augmented/train": "train", "synthetic/prepared/val": "val"}
     assert parent.data.metrics["trials_complete"] + parent.data.metrics.get("trials_pruned", 0) == 4
     children = client.search_runs(
         [exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"

@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         schema = io.read_schema(Path(args.prepared))
         import mlflow
 
-        from stages.runtime import tracking
+        from stages.runtime import tracking, tracking_inputs
 
         with tracking.stage_run(
             "augment",
@@ -208,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
             schema=schema,
             inputs=[args.prepared],
         ):
+            prepared = Path(args.prepared)
+            splits = {name: [prepared / f"{name}.npz"] for name in ("train", "val")}
+            tracking_inputs.log_splits(schema["dataset"], splits)
             metrics = run(cfg, args.prepared, args.out)
             mlflow.log_metrics(metrics)
             grid = Path(args.out) / "samples.png"

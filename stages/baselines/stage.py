@@ -170,9 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         import mlflow
 
         from stages.baselines.tracking import baseline_logger
-        from stages.runtime import tracking
+        from stages.runtime import tracking, tracking_inputs
 
         inputs = [args.prepared] + ([args.augmented] if cfg.baselines.use_augmented else [])
+        source = Path(inputs[-1])
         with tracking.stage_run(
             "baselines",
             cfg,
@@ -180,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             schema=schema,
             inputs=inputs,
         ):
+            splits = fit_rows.splits(source, Path(args.prepared), cfg.train.fit_on)
+            tracking_inputs.log_splits(schema["dataset"], splits)
             mlflow.set_tag("fit_on", cfg.train.fit_on)
             mlflow.log_param("train.fit_on", cfg.train.fit_on)  # the rows, as for train
             results = run(cfg, paths_from(args, Paths), log_model=baseline_logger())

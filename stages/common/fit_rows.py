@@ -24,6 +24,11 @@ def files(source: Path, fit_on: str) -> list[Path]:
     return [Path(source) / name for name in names]
 
 
+def splits(source: Path, prepared: Path, fit_on: str) -> dict[str, list[Path]]:
+    """What a fitting stage reads, by use: the fit rows (`train`) and prepared's `val`."""
+    return {"train": files(source, fit_on), "val": [Path(prepared) / "val.npz"]}
+
+
 def load(source: Path, fit_on: str) -> tuple[dict[str, np.ndarray], list[Path]]:
     """X, y of the fit rows (train first, then val) and the files they came from."""
     paths = files(source, fit_on)

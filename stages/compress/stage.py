@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         _require_model(paths.model)  # missing/corrupt/hostile: refused before any MLflow run
         from stages.common.io import read_schema
         from stages.compress.tracking import VariantRuns
-        from stages.runtime import tracking
+        from stages.runtime import tracking, tracking_inputs
 
         schema = read_schema(paths.prepared)
         with tracking.stage_run(
@@ -209,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         ) as active:
             import mlflow
 
+            source = paths.augmented if cfg.compress.use_augmented else paths.prepared
+            splits = fit_rows.splits(source, paths.prepared, cfg.train.fit_on)
+            tracking_inputs.log_splits(schema["dataset"], splits)
             mlflow.set_tag("fit_on", cfg.train.fit_on)
             mlflow.log_param("train.fit_on", cfg.train.fit_on)  # the rows, as for train
             rows = run(cfg, paths, VariantRuns(active))

@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config.load(args.params)
         schema = read_schema(Path(args.prepared))
         from stages.evaluate.tracking import log_evaluation
-        from stages.runtime import tracking
+        from stages.runtime import tracking, tracking_inputs
 
         with tracking.stage_run(
             "evaluate",
@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             schema=schema,
             inputs=[args.prepared, args.baselines, args.model, args.compressed],
         ) as active:
+            test = Path(args.prepared) / "test.npz"
+            tracking_inputs.log_splits(schema["dataset"], {"test": [test]})
             info = {
                 "tracking_uri": tracking.tracking_uri(cfg),
                 "evaluate_run_id": active.info.run_id,

@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         if global_rank(t.devices) != 0:
             run(cfg, schema, paths, resume=point)
             return
-        from stages.runtime import tracking
+        from stages.runtime import tracking, tracking_inputs
         from stages.train.outputs import log_to_mlflow, mlflow_sink
 
         run_id = point.run_id
@@ -197,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
             inputs=[str(paths.prepared), str(paths.augmented)],
             run_id=run_id,
         ) as active:
+            source = paths.augmented if t.use_augmented else paths.prepared
+            splits = fit_rows.splits(source, paths.prepared, t.fit_on)
+            tracking_inputs.log_splits(schema["dataset"], splits)
             log_to_mlflow(tuned, resumed=run_id is not None)
             metrics = run(
                 cfg,

@@ -15,7 +15,8 @@ import mlflow
 import optuna
 
 from stages import config
-from stages.runtime import tracking, tracking_retry
+from stages.common import fit_rows
+from stages.runtime import tracking, tracking_inputs, tracking_retry
 from stages.runtime.errors import UserError
 from stages.tune import study as st
 from stages.tune.naming import study_name
@@ -83,6 +84,10 @@ class TuneSession:
             schema=self.schema,
             inputs=[self.args.prepared, self.args.augmented],
         ) as parent:
+            prepared = Path(self.args.prepared)
+            source = Path(self.args.augmented) if self.cfg.train.use_augmented else prepared
+            splits = fit_rows.splits(source, prepared, "train")  # trials fit on train alone
+            tracking_inputs.log_splits(self.schema["dataset"], splits)
             mlflow.set_tags({"optuna_study": self.name, "resumed_with_finished": str(done)})
             procs = self._spawn(self.cfg.tune.n_workers - 1, parent.info.run_id)
             try:
