@@ -41,7 +41,7 @@ def _dvc(repo, env, *args):
     return run_dvc(repo, env, *args).stdout
 
 
-def test_repro_metrics_plots_experiments_and_mlflow(repo_copy, tmp_path, monkeypatch):
+def test_repro_metrics_plots_experiments_and_mlflow(repo_copy, tmp_path):
     env = pipeline_env(tmp_path)
     write_params(repo_copy, TINY)
     _dvc(repo_copy, env, "repro", "baselines", "evaluate")
@@ -91,7 +91,7 @@ def test_repro_metrics_plots_experiments_and_mlflow(repo_copy, tmp_path, monkeyp
 
     import mlflow
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])  # conftest restores it after the test
     client = mlflow.MlflowClient()
     runs = client.search_runs(
         [e.experiment_id for e in client.search_experiments()], max_results=100

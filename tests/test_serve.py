@@ -99,7 +99,7 @@ def _package(repo: Path, env: dict[str, str], candidate: str, *flags: str) -> di
     return json.loads((repo / "metrics" / "package.json").read_text())
 
 
-def test_champion_rule_and_raw_rows_from_the_registry(table_repo, monkeypatch):
+def test_champion_rule_and_raw_rows_from_the_registry(table_repo):
     repo, env = table_repo
     board = json.loads((repo / "metrics" / "leaderboard.json").read_text())
     headline = board["headline"]
@@ -120,7 +120,7 @@ def test_champion_rule_and_raw_rows_from_the_registry(table_repo, monkeypatch):
 
     import mlflow
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])  # conftest restores it after the test
     client = mlflow.MlflowClient()
     name = first["registered_model"]
     champion = client.get_model_version_by_alias(name, "champion")

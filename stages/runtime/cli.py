@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import yaml
 
 from stages.runtime.errors import UserError
-from stages.runtime.tracking import Terminated
+from stages.runtime.signals import Terminated
 
 T = TypeVar("T")
 

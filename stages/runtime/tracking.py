@@ -19,7 +19,6 @@ import hashlib
 import logging
 import os
 import re
-import signal
 import socket
 import subprocess
 import uuid
@@ -36,16 +35,13 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
 
 from stages.config import Params, params_hash, section_dict
 from stages.runtime import tracking_retry
+from stages.runtime.signals import Terminated, signals_as_exceptions
 
 log = logging.getLogger("reprolab.tracking")
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 MAX_PARAM_LEN = 6000
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
-
-
-class Terminated(BaseException):
-    """Raised in the main thread when the process receives SIGTERM."""
 
 
 _SECRET_IN_URL = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]+:)(?P<secret>[^@\s]+)@")
@@ -184,20 +180,6 @@ def close_orphaned_runs(client: Any, experiment_id: str) -> int:
     if closed:
         log.warning("marked %d orphaned RUNNING run(s) KILLED (their process died)", len(closed))
     return len(closed)
-
-
-@contextlib.contextmanager
-def signals_as_exceptions() -> Iterator[None]:
-    """SIGTERM -> `Terminated`, SIGINT -> KeyboardInterrupt, so cleanup code runs."""
-
-    def on_term(signum, frame):
-        raise Terminated(f"received signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def end_all_runs(status: str) -> None:

@@ -18,7 +18,7 @@ import optuna
 from stages import config
 from stages.common.search_space import suggest, trial_params
 from stages.runtime.errors import UserError
-from stages.runtime.tracking import Terminated
+from stages.runtime.signals import Terminated
 from stages.schema.tune import TuneParams
 from stages.tune import study as st
 from stages.tune.progress import TrialProgress

@@ -36,6 +36,16 @@ def _kw(call: ast.Call, name: str):
     return None
 
 
+SAFE_YAML_LOADERS = {"SafeLoader", "CSafeLoader"}
+
+
+def _safe_yaml_loader(call: ast.Call) -> bool:
+    """`yaml.load(f, Loader=SafeLoader)` (or libyaml's CSafeLoader) builds plain data only."""
+    loader = _kw(call, "Loader")
+    name = loader.attr if isinstance(loader, ast.Attribute) else getattr(loader, "id", None)
+    return name in SAFE_YAML_LOADERS
+
+
 def violations(source: str, filename: str) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(source, filename)):
@@ -48,6 +58,8 @@ def violations(source: str, filename: str) -> list[str]:
         if not (isinstance(fn, ast.Attribute) and isinstance(fn.value, ast.Name)):
             continue
         mod, attr = fn.value.id, fn.attr
+        if (mod, attr) == ("yaml", "load") and _safe_yaml_loader(node):
+            continue
         if (mod, attr) in FORBIDDEN:
             found.append(f"{where}: {mod}.{attr}()")
         if (mod, attr) == ("torch", "load"):
@@ -65,10 +77,14 @@ def test_the_checker_catches_each_kind():
     bad = (
         "import torch, pickle, yaml, numpy as np\n"
         "torch.load('m.pt')\ntorch.load('m.pt', weights_only=False)\npickle.loads(b'')\n"
-        "yaml.load(s)\nnp.load('a.npz', allow_pickle=True)\neval('1')\n"
+        "yaml.load(s)\nyaml.load(s, Loader=yaml.FullLoader)\n"
+        "np.load('a.npz', allow_pickle=True)\neval('1')\n"
     )
-    assert len(violations(bad, "bad.py")) == 6
-    good = "torch.load('m.pt', map_location='cpu', weights_only=True)\nyaml.safe_load(s)\n"
+    assert len(violations(bad, "bad.py")) == 7
+    good = (
+        "torch.load('m.pt', map_location='cpu', weights_only=True)\nyaml.safe_load(s)\n"
+        "yaml.load(s, Loader=CSafeLoader)\nyaml.load(s, Loader=yaml.SafeLoader)\n"
+    )
     assert violations(good, "good.py") == []
 
 

@@ -1,0 +1,58 @@
+"""A signal whose exception Python drops inside a finalizer is sent again, not lost.
+
+Seen in the tune stage: SIGTERM landed while a Lightning profiler's `__del__` ran; Python
+printed "Exception ignored in ..." and the trial went on blocking, so the stage never
+exited. Here a `__del__` sends the signal to its own process and lets the handler run
+inside it; the main code must still get the exception, and nothing is printed as ignored.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+PROGRAM = """
+import gc, os, signal, time
+from stages.runtime.signals import Terminated, signals_as_exceptions
+
+class SignalsInFinalizer:
+    def __del__(self):
+        os.kill(os.getpid(), signal.{name})
+        time.sleep(0.2)  # the handler runs here, so its exception is raised in __del__
+
+with signals_as_exceptions():
+    try:
+        SignalsInFinalizer()  # no reference kept: finalized at once
+        gc.collect()
+        for _ in range(50):
+            time.sleep(0.1)
+        print("LOST")
+    except (Terminated, KeyboardInterrupt) as exc:
+        print("CAUGHT", type(exc).__name__)
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"), [("SIGTERM", "Terminated"), ("SIGINT", "KeyboardInterrupt")]
+)
+def test_signal_dropped_in_a_finalizer_reaches_the_main_code(name, expected, reliability):
+    res = subprocess.run(
+        [sys.executable, "-c", PROGRAM.format(name=name)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.stdout.strip() == f"CAUGHT {expected}", res.stdout + res.stderr
+    assert "Exception ignored" not in res.stderr, res.stderr
+    reliability.record(
+        "fault",
+        f"{name} handled while a `__del__` runs (Python drops exceptions raised there)",
+        "the signal is sent again and its exception reaches the main code; no "
+        "'Exception ignored' line",
+        before={"delivered in": "__del__"},
+        after={"caught": expected},
+    )
