@@ -7,7 +7,9 @@ callback (a garbage-collected Lightning profiler, say) the exception is printed 
 "Exception ignored in ..." and dropped: the process would go on as if nothing was sent, and
 a trial blocked afterwards would never end. `sys.unraisablehook` sees exactly those drops;
 the hook installed here sends the same signal again a moment later, from another thread,
-so it lands in the next ordinary frame.
+so it lands in the next ordinary frame. The handler likewise waits (by the same re-sending,
+at most `MAX_DEFER_S`) while the main thread is inside database code, where an exception
+would leave a transaction open and the database locked for the cleanup that follows.
 """
 
 from __future__ import annotations
@@ -18,17 +20,48 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 log = logging.getLogger("reprolab.signals")
 REDELIVER_AFTER_S = 0.05
+# an exception thrown into SQLAlchemy mid-commit skips its rollback (it catches Exception,
+# not BaseException): the connection keeps sqlite's write lock and the stage's own
+# "end the run KILLED" then fails with "database is locked". Wait for such code to return.
+DEFER_INSIDE = ("sqlalchemy.", "sqlite3.", "alembic.", "psycopg.", "optuna.storages.")
+MAX_DEFER_S = 10.0
+_deferred_since: dict[int, float] = {}
 
 
 class Terminated(BaseException):
     """Raised in the main thread when the process receives SIGTERM."""
 
 
-def _on_term(signum, frame):
+def _resend(signum: int) -> None:
+    """Send `signum` to this process again, from another thread, a moment from now."""
+    resend = threading.Timer(REDELIVER_AFTER_S, os.kill, (os.getpid(), signum))
+    resend.daemon = True
+    resend.start()
+
+
+def _in_database_code(frame) -> bool:
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith(DEFER_INSIDE):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _raise_for(signum: int, frame) -> None:
+    """The handler: raise the signal's exception, unless that would break a transaction."""
+    if _in_database_code(frame):
+        first = _deferred_since.setdefault(signum, time.monotonic())
+        if time.monotonic() - first < MAX_DEFER_S:
+            _resend(signum)
+            return
+    _deferred_since.pop(signum, None)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise Terminated(f"received signal {signum}")
 
 
@@ -46,17 +79,17 @@ def _redeliver_dropped(previous_hook):
         log.debug("%s dropped inside %s; sending it again", signum.name, where)
         # from another thread, a moment later: sent from here, the handler would run at
         # once, inside this hook, where its exception is dropped too
-        resend = threading.Timer(REDELIVER_AFTER_S, os.kill, (os.getpid(), signum))
-        resend.daemon = True
-        resend.start()
+        _resend(signum)
 
     return hook
 
 
 @contextlib.contextmanager
 def signals_as_exceptions() -> Iterator[None]:
-    """SIGTERM -> `Terminated`, SIGINT -> KeyboardInterrupt, re-sent if a finalizer drops it."""
-    previous_term = signal.signal(signal.SIGTERM, _on_term)
+    """SIGTERM -> `Terminated`, SIGINT -> KeyboardInterrupt: raised outside database code,
+    and sent again if a finalizer drops the exception."""
+    previous_term = signal.signal(signal.SIGTERM, _raise_for)
+    previous_int = signal.signal(signal.SIGINT, _raise_for)
     previous_hook = sys.unraisablehook
     sys.unraisablehook = _redeliver_dropped(previous_hook)
     try:
@@ -64,3 +97,4 @@ def signals_as_exceptions() -> Iterator[None]:
     finally:
         sys.unraisablehook = previous_hook
         signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)

@@ -56,3 +56,51 @@ def test_signal_dropped_in_a_finalizer_reaches_the_main_code(name, expected, rel
         before={"delivered in": "__del__"},
         after={"caught": expected},
     )
+
+
+IN_A_COMMIT = """
+import os, signal, time, types
+from stages.runtime.signals import Terminated, signals_as_exceptions
+
+def commit():
+    os.kill(os.getpid(), signal.{name})
+    time.sleep(0.5)  # the signal arrives here, "inside SQLAlchemy"
+    return "committed"
+
+# the same function, as if defined in a SQLAlchemy module (the handler looks at __name__)
+commit = types.FunctionType(commit.__code__, {{**globals(), "__name__": "sqlalchemy.orm.fake"}})
+
+with signals_as_exceptions():
+    done = "interrupted"
+    try:
+        done = commit()
+        for _ in range(50):
+            time.sleep(0.1)
+        print("LOST")
+    except (Terminated, KeyboardInterrupt) as exc:
+        print(done, type(exc).__name__)
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"), [("SIGTERM", "Terminated"), ("SIGINT", "KeyboardInterrupt")]
+)
+def test_signal_inside_database_code_waits_for_it_to_return(name, expected, reliability):
+    """SQLAlchemy rolls back on Exception only: an exception thrown into a commit would keep
+    sqlite's write lock, and the stage could not then end its run KILLED."""
+    res = subprocess.run(
+        [sys.executable, "-c", IN_A_COMMIT.format(name=name)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.stdout.strip() == f"committed {expected}", res.stdout + res.stderr
+    reliability.record(
+        "fault",
+        f"{name} while the main thread is inside SQLAlchemy (a commit)",
+        "the exception is raised once that code returns: no transaction left open, the "
+        "run can be ended KILLED",
+        before={"delivered in": "sqlalchemy"},
+        after={"commit": "completed", "caught": expected},
+    )
