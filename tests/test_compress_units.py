@@ -130,6 +130,26 @@ def test_int8_models_keep_accuracy_on_tiny_data(tmp_path):
     assert (tmp_path / "st.onnx").stat().st_size < 0.45 * src.stat().st_size
 
 
+def test_a_dynamic_int8_candidate_answers_each_row_as_it_would_alone(tmp_path):
+    """Dynamic INT8 quantizes activations with one range per call: batched, a row's answer
+    moves with its neighbours. The candidate (evaluate, serving) must not let it."""
+    from stages.common.candidates import load_file, quantizes_per_call
+
+    net, _, X_test, _ = _trained_digits_mlp()
+    src, dyn = tmp_path / "fp32.onnx", tmp_path / "int8_dynamic.onnx"
+    export_onnx(net, torch.as_tensor(X_test[:2]), src, opset=17)
+    quantize_dynamic_int8(src, dyn)
+    X = X_test[:16]
+    raw_batch, raw_alone = run_onnx(session(dyn), X), run_onnx(session(dyn), X[:1])
+    assert not np.allclose(raw_batch[:1], raw_alone, atol=1e-6)  # the effect is real
+    assert quantizes_per_call(dyn) and not quantizes_per_call(src)
+    candidate = load_file(dyn, "compressed", "classification")
+    _, together = candidate.predict(X)
+    for start, stop in ((0, 1), (5, 8)):
+        _, alone = candidate.predict(X[start:stop])
+        np.testing.assert_array_equal(alone, together[start:stop])
+
+
 def test_static_int8_can_keep_a_shallow_input_conv_fp32_and_the_file_says_how_to_run_it(
     tmp_path,
 ):

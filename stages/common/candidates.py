@@ -166,12 +166,30 @@ def _onnx(path: Path, task: str, notes: list[str], threads: int = 1) -> list[Can
     except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
         raise UserError(f"{path}: onnxruntime cannot load it: {exc}") from None
     inp = session.get_inputs()[0]
+    per_row = quantizes_per_call(path)
 
     def predict(X):
-        out = session.run(None, {inp.name: X.astype(np.float32)})[0]
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if per_row and len(X) > 1:
+            out = np.concatenate(
+                [session.run(None, {inp.name: X[i : i + 1]})[0] for i in range(len(X))]
+            )
+        else:
+            out = session.run(None, {inp.name: X})[0]
         return _from_scores(task, out, logits_possible=True)
 
     return [Candidate(path.stem, "compressed", [path], predict, onnx_parameters(path))]
+
+
+def quantizes_per_call(path: Path) -> bool:
+    """True for a dynamic-INT8 graph: its DynamicQuantizeLinear nodes take one range over the
+    whole input tensor, so a row's answer would shift with the rows sent beside it (a CLI
+    chunk, an HTTP request). Such a graph is run one row at a time: every row gets the answer
+    it gets alone, whatever the batching."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return any(node.op_type == "DynamicQuantizeLinear" for node in graph.node)
 
 
 def _from_scores(task: str, scores: np.ndarray, logits_possible: bool = False):
