@@ -7,6 +7,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONUNBUFFERED := 1
+# the suite runs on pytest-xdist workers, one per core; a file's tests stay on one worker so
+# its module fixtures (a built pipeline, a served model) are built once
+PYTEST_WORKERS ?= auto
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: repro test test-fast reliability lint ui dashboard mlflow-server serve tune-worker bench dag clean-outputs setup
 
@@ -23,10 +27,10 @@ repro: $(STAMP)
 	$(BIN)/dvc repro
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) -m "not integration" $(PYTEST_ARGS)
 
 reliability: $(STAMP)  ## run the fault/load/bad-input/security tests, regenerate docs/reliability.md
 	$(BIN)/python scripts/reliability_doc.py --run

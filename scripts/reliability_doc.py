@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.run:
         files = [str(p.relative_to(REPO)) for p in recording_tests()]
-        cmd = [sys.executable, "-m", "pytest", "-q", *files]
+        # pytest-xdist, as `make test` runs them: a file per worker, rows merged at the end
+        cmd = [sys.executable, "-m", "pytest", "-q", "-n", "auto", "--dist", "loadfile", *files]
         env = {**os.environ, "REPROLAB_RELIABILITY_DIR": str(a.rows.parent)}
         res = subprocess.run(cmd, cwd=REPO, env=env)
         if res.returncode != 0:

@@ -44,6 +44,24 @@ def make_params(shipped_params, tmp_path):
     return build
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_uri_stays_in_its_test():
+    """MLflow keeps `set_tracking_uri` in a module global (and os.environ), above the
+    environment variable: a test that opened a stage run in-process would otherwise point
+    every later `MlflowClient()` of this process at its own, deleted store."""
+    utils = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    before = utils._tracking_uri if utils else None
+    env_before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    utils = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    if utils is not None and utils._tracking_uri != before:
+        utils.set_tracking_uri(before)
+    if env_before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = env_before
+
+
 @pytest.fixture
 def mlflow_uri(tmp_path, monkeypatch) -> str:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -224,12 +242,24 @@ def reliability(request):
 def pytest_sessionfinish(session, exitstatus):
     import reliability as rows
 
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: its rows go to the controller
+        workeroutput["reliability_rows"] = rows.dump()
+        return
     out = Path(os.environ.get("REPROLAB_RELIABILITY_DIR", REPO / "tests" / "out"))
     path = rows.write(out)
     if path is not None:
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
             f"reliability rows: {len(rows.ROWS)} -> {path}"
         )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist: collect a finished worker's reliability rows in the controller."""
+    import reliability as rows
+
+    rows.extend(getattr(node, "workeroutput", {}).get("reliability_rows", "[]"))
 
 
 def pytest_configure(config):

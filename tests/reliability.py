@@ -9,7 +9,8 @@ injected, what happened and the counts it measured before and after:
     )
 
 A row exists only for a check that passed (record comes after the asserts). At the end of
-the session the rows go to `$REPROLAB_RELIABILITY_DIR` (default `tests/out/`) as
+the session (under pytest-xdist: the controller's, with every worker's rows) the rows go
+to `$REPROLAB_RELIABILITY_DIR` (default `tests/out/`) as
 `reliability.json`; `scripts/reliability_doc.py` renders them into docs/reliability.md.
 """
 
@@ -62,6 +63,16 @@ class Recorder:
         ROWS.append(Row(kind, injected, outcome, before, after, self.nodeid, seconds, extra))
 
 
+def dump() -> str:
+    """This process's rows as JSON (an xdist worker hands them to the controller)."""
+    return json.dumps([asdict(r) for r in ROWS], default=str)
+
+
+def extend(dumped: str) -> None:
+    """Add the rows a worker dumped."""
+    ROWS.extend(Row(**row) for row in json.loads(dumped))
+
+
 def write(out_dir: Path) -> Path | None:
     """reliability.json with every row of this session; None when no row was recorded."""
     if not ROWS:
@@ -72,7 +83,8 @@ def write(out_dir: Path) -> Path | None:
         "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
         "python": platform.python_version(),
-        "rows": [asdict(r) for r in ROWS],
+        # by test, whichever worker ran it: the same suite gives the same document
+        "rows": [asdict(r) for r in sorted(ROWS, key=lambda r: r.test)],
     }
     path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
     return path

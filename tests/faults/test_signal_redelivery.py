@@ -35,17 +35,17 @@ with signals_as_exceptions():
 """
 
 
+def _python(program: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "expected"), [("SIGTERM", "Terminated"), ("SIGINT", "KeyboardInterrupt")]
 )
 def test_signal_dropped_in_a_finalizer_reaches_the_main_code(name, expected, reliability):
-    res = subprocess.run(
-        [sys.executable, "-c", PROGRAM.format(name=name)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    res = _python(PROGRAM.format(name=name))
     assert res.stdout.strip() == f"CAUGHT {expected}", res.stdout + res.stderr
     assert "Exception ignored" not in res.stderr, res.stderr
     reliability.record(
@@ -88,13 +88,7 @@ with signals_as_exceptions():
 def test_signal_inside_database_code_waits_for_it_to_return(name, expected, reliability):
     """SQLAlchemy rolls back on Exception only: an exception thrown into a commit would keep
     sqlite's write lock, and the stage could not then end its run KILLED."""
-    res = subprocess.run(
-        [sys.executable, "-c", IN_A_COMMIT.format(name=name)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    res = _python(IN_A_COMMIT.format(name=name))
     assert res.stdout.strip() == f"committed {expected}", res.stdout + res.stderr
     reliability.record(
         "fault",
