@@ -86,8 +86,6 @@ class OnceLines(logging.Filter):
 
 # (category, message start) of library warnings that say nothing to a user of the pipeline
 QUIET = (
-    # the served model takes DataFrames, arrays and lists: its signature is set explicitly
-    (UserWarning, "Add type hints to the `predict` method"),
     # Optuna's experimental notes (TPE `group`, PostgreSQL heartbeats and trial retries, QMC):
     # tune uses these on purpose with Optuna pinned in the lock; once per worker process
     (Warning, "The interface can change in the future."),

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import pandas as pd
 
 from stages.serving.spec import ServingSpec
 
@@ -39,7 +40,10 @@ class ReprolabModel(mlflow.pyfunc.PythonModel):
 
         return to_arrays(self.spec, model_input, self.preprocessor)
 
-    def predict(self, context, model_input, params: dict[str, Any] | None = None):
+    # the DataFrame hint is one MLflow infers no schema from: the signature, set explicitly
+    # at packaging, stays the truth, and MLflow does not warn about a missing hint at every
+    # load. Arrays and lists arrive as MLflow converts them for that signature.
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None):
         from stages.serving.outputs import answer
 
         pred, proba = self.candidate.predict(self.prepared(model_input))
