@@ -14,7 +14,15 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 
 def strategy_for(strategy: str, devices: int, num_nodes: int, accelerator: str):
-    """`auto` with several devices/nodes -> DDP (gloo on CPU, NCCL on GPUs)."""
+    """`auto` with several devices/nodes -> DDP (gloo on CPU, NCCL on GPUs).
+
+    `fsdp`: Lightning's FSDPStrategy with its defaults (full sharding, one unit for the
+    whole network, full state dicts in checkpoints so model.pt stays a plain state dict).
+    """
+    if strategy == "fsdp":
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        return FSDPStrategy(state_dict_type="full")
     if strategy in ("ddp", "auto") and devices * num_nodes > 1:
         from lightning.pytorch.strategies import DDPStrategy
 
@@ -37,6 +45,7 @@ def build_trainer(
     log_every_n_steps: int = 50,
     gradient_clip_val: float | None = None,
     gradient_clip_algorithm: str = "norm",
+    accumulate_grad_batches: int = 1,
     early_stopping: dict | None = None,
     ema_decay: float | None = None,
     ema_every: int = 1,
@@ -90,6 +99,7 @@ def build_trainer(
         log_every_n_steps=log_every_n_steps,
         gradient_clip_val=gradient_clip_val,
         gradient_clip_algorithm=gradient_clip_algorithm if gradient_clip_val else None,
+        accumulate_grad_batches=accumulate_grad_batches,
         callbacks=cbs,
         enable_checkpointing=bool(checkpoints),
         logger=False,

@@ -39,6 +39,25 @@ def norm1d(name: str, features: int, groups: int = 8) -> nn.Module:
     raise ValueError(f"unknown norm {name!r}; choose one of {', '.join(NORMS)}")
 
 
+class TokenNorm(nn.Module):
+    """A (B, F) norm applied to every token of (..., D): batch statistics over all tokens of
+    the batch (BatchNorm), or groups of each token's features (GroupNorm)."""
+
+    def __init__(self, norm: nn.Module):
+        super().__init__()
+        self.norm = norm
+
+    def forward(self, x):
+        return self.norm(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+
+
+def token_norm(name: str, dim: int, groups: int = 8) -> nn.Module:
+    """Norm of (..., D) tokens over their D features (transformer blocks)."""
+    if name in ("layer", "none"):
+        return norm1d(name, dim, groups)
+    return TokenNorm(norm1d(name, dim, groups))
+
+
 def norm2d(name: str, channels: int, groups: int = 8) -> nn.Module:
     """Norm of (B, C, H, W) feature maps; `layer` normalizes over (C, H, W) per sample."""
     if name == "batch":

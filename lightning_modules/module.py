@@ -40,6 +40,10 @@ class TaskModule(L.LightningModule):
         scheduler: `build_scheduler` arguments (name, eta_min, ...).
         mixup, cutmix: {"p": ..., "alpha": ...}; p = 0 switches one off.
         seed: seeds the MixUp/CutMix generator (plus the rank, plus the epoch).
+        l1: coefficient of an L1 penalty on the network's weights (every parameter with two
+            or more dimensions: linear, convolution and embedding weights; not biases or
+            norm scales). Added to the training loss and logged as its own term, `train/l1`;
+            `train/loss` stays the data term, comparable with `val/loss`.
     """
 
     def __init__(
@@ -56,6 +60,7 @@ class TaskModule(L.LightningModule):
         mixup: dict[str, float],
         cutmix: dict[str, float],
         seed: int,
+        l1: float = 0.0,
     ):
         super().__init__()
         if task not in TASKS:
@@ -74,6 +79,7 @@ class TaskModule(L.LightningModule):
             seed,
         )
         self._loss_sum = torch.zeros(())
+        self._l1_sum = torch.zeros(())
         self._loss_count = 0
         self._train_out: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -135,7 +141,16 @@ class TaskModule(L.LightningModule):
         self._train_out.append((preds, y))  # train metrics: one update per epoch
         self._loss_sum = self._loss_sum.to(loss.device) + loss.detach() * len(x)
         self._loss_count += len(x)
+        if self.hparams.l1:
+            penalty = self.hparams.l1 * self.l1_norm()
+            self._l1_sum = self._l1_sum.to(loss.device) + penalty.detach() * len(x)
+            loss = loss + penalty
         return loss
+
+    def l1_norm(self) -> torch.Tensor:
+        """Sum of |w| over the network's weights (parameters of two or more dimensions)."""
+        weights = [p for p in self.net.parameters() if p.ndim > 1]
+        return torch.stack(torch._foreach_norm(weights, 1)).sum()
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
@@ -159,6 +174,10 @@ class TaskModule(L.LightningModule):
             mean = self._loss_sum / max(1, self._loss_count)
             self._stop_if_not_finite(mean)
             self.log("train/loss", mean, on_step=True, on_epoch=False, sync_dist=True)
+            if self.hparams.l1:
+                l1 = self._l1_sum / max(1, self._loss_count)
+                self.log("train/l1", l1, on_step=True, on_epoch=False, sync_dist=True)
+                self._l1_sum = torch.zeros((), device=mean.device)
             preds, targets = (torch.cat(part) for part in zip(*self._train_out, strict=True))
             self.train_metrics.update(preds, targets)
             self._train_out = []

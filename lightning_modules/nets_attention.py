@@ -1,5 +1,10 @@
-"""Pre-LayerNorm transformer encoder: ViT patches for images, one token per feature for
-tables, one token per time step for sequences; a [CLS] token feeds the head."""
+"""Pre-norm transformer encoder: ViT patches for images, one token per feature for tables,
+one token per time step for sequences; a [CLS] token feeds the head.
+
+`model.norm` picks the norm before attention, before the feed-forward block and on the
+[CLS] output: layer (the usual LayerNorm, torch's own encoder layer), batch (BatchNorm
+over every token of the batch), group (GroupNorm of each token's features) or none.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from lightning_modules.layers import activation
+from lightning_modules.layers import activation, token_norm
 from lightning_modules.layouts import layout
 
 
@@ -44,6 +49,23 @@ def sinusoidal(n_tokens: int, dim: int) -> torch.Tensor:
     return table
 
 
+class NormedEncoderLayer(nn.TransformerEncoderLayer):
+    """torch's pre-norm encoder layer with another norm in place of both LayerNorms.
+
+    Always the plain Python path: torch's fused inference path reads LayerNorm's weights.
+    """
+
+    def __init__(self, *args, norm: str, norm_groups: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        dim = self.linear1.in_features
+        self.norm1 = token_norm(norm, dim, norm_groups)
+        self.norm2 = token_norm(norm, dim, norm_groups)
+
+    def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
+        x = src + self._sa_block(self.norm1(src), src_mask, src_key_padding_mask, is_causal)
+        return x + self._ff_block(self.norm2(x))
+
+
 class Transformer(nn.Module):
     def __init__(self, input_shape: tuple[int, ...], n_outputs: int, spec):
         super().__init__()
@@ -65,17 +87,21 @@ class Transformer(nn.Module):
             self.pos = nn.Parameter(torch.randn(1, n_tokens + 1, dim) * 0.02)
         else:
             self.register_buffer("pos", sinusoidal(n_tokens + 1, dim).unsqueeze(0))
-        layer = nn.TransformerEncoderLayer(
-            dim,
-            spec.heads,
+        block = dict(
+            d_model=dim,
+            nhead=spec.heads,
             dim_feedforward=max(1, round(dim * spec.mlp_ratio)),
             dropout=spec.dropout,
             activation=activation(spec.activation),
             batch_first=True,
             norm_first=True,
         )
+        if spec.norm == "layer":
+            layer = nn.TransformerEncoderLayer(**block)
+        else:
+            layer = NormedEncoderLayer(**block, norm=spec.norm, norm_groups=spec.norm_groups)
         self.encoder = nn.TransformerEncoder(layer, spec.depth, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(dim)
+        self.norm = token_norm(spec.norm, dim, spec.norm_groups)
         self.head = nn.Linear(dim, n_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -113,7 +113,8 @@ def build_network(
         n_outputs: classes (multiclass), or 1 (binary logit / regression value).
         init: weight init scheme (`layers.INITS`).
         target_mean, target_std: regression only; wraps the net in `ScaledOutput`.
-        **spec: `NetSpec` fields.
+        **spec: `NetSpec` fields; `norm="auto"` is layer for the transformer, batch
+            for every other arch.
 
     Returns:
         The module; forward maps (B, *input_shape) float32 to (B, n_outputs).
@@ -126,6 +127,8 @@ def build_network(
             f"arch {arch!r} does not take {kind} input of shape {list(input_shape)}; "
             f"it takes {', '.join(SUPPORTED[arch])}"
         )
+    if spec.get("norm") == "auto":  # the usual norm of each family
+        spec = {**spec, "norm": "layer" if arch == "transformer" else "batch"}
     net_spec = NetSpec(**spec)
     net = _registry()[arch](tuple(input_shape), n_outputs, net_spec)
     init_weights(net, init, net_spec.activation)

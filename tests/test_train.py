@@ -93,6 +93,11 @@ def test_refusals_name_key_and_choices(make_params, prepared):
         ({"train": {"loss": "mse"}}, image, "train.loss = 'mse'.*auto, cross_entropy"),
         ({"train": {"monitor": "val/rmse"}}, image, "train.monitor = 'val/rmse'"),
         ({"train": {"precision": "16-mixed", "accelerator": "cpu"}}, image, "needs a GPU"),
+        (
+            {"train": {"strategy": "fsdp", "accelerator": "cpu", "ema": {"enabled": False}}},
+            image,
+            "train.strategy = 'fsdp'.*CUDA GPUs only",
+        ),
     ]
     if not cpu_has_bf16():
         cases.append(
@@ -113,6 +118,9 @@ def test_schema_refuses_unknown_names(make_params):
         ({"train": {"optimizer": {"name": "lbfgs"}}}, "train.optimizer.name"),
         ({"train": {"scheduler": {"name": "plateau"}}}, "train.scheduler.name"),
         ({"model": {"activation": "mish"}}, "model.activation"),
+        ({"train": {"strategy": "fsdp"}}, "train.ema averages the whole model"),
+        ({"train": {"accumulate_grad_batches": 0}}, "train.accumulate_grad_batches"),
+        ({"train": {"l1": -0.1}}, "train.l1"),
     ]:
         with pytest.raises(ConfigError, match=key):
             make_params(overrides)

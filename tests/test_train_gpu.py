@@ -1,4 +1,5 @@
-"""GPU-only checks (skipped without CUDA): bf16-mixed training, data kept on the device."""
+"""GPU-only checks (skipped without CUDA): bf16-mixed training, data kept on the device,
+FSDP."""
 
 from __future__ import annotations
 
@@ -69,3 +70,30 @@ def test_datamodule_keeps_tensors_on_the_gpu(tmp_path):
     trainer = build_trainer(tmp_path, "val/acc", "max", 1, accelerator="gpu")
     trainer.fit(module, datamodule=data)
     assert data.tensors["train"][0].device.type == "cuda" and set(seen) == {"cuda"}
+
+
+def test_fsdp_trains_and_ships_a_plain_state_dict(make_params, tmp_path):
+    """train.strategy: fsdp on every GPU here; model.pt loads into the unwrapped network."""
+    from lightning_modules.serialization import load_network
+
+    cfg = make_params(
+        {
+            "model": {"arch": "mlp", "width": 32, "depth": 2},
+            "train": {
+                "max_epochs": 2,
+                "strategy": "fsdp",
+                "accelerator": "gpu",
+                "devices": 1,
+                "use_augmented": False,
+                "ema": {"enabled": False},
+            },
+        }
+    )
+    src = tmp_path / "prepared"
+    prepare.run(cfg, src, root=tmp_path)
+    schema = json.loads((src / "schema.json").read_text())
+    paths = train.Paths.under(tmp_path / "fsdp", src)
+    metrics = train.run(cfg, schema, paths)
+    assert metrics["epochs"] == 2 and metrics["val/acc"] > 0.5
+    net, _ = load_network(paths.model)
+    assert sum(p.numel() for p in net.parameters()) > 0

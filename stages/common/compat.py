@@ -124,7 +124,8 @@ def data_problems(cfg: config.Params, schema: dict[str, Any]) -> list[Problem]:
 
 def device_problems(cfg: config.Params) -> list[Problem]:
     t = cfg.train
-    if t.accelerator in ("cpu", "auto") and t.precision in PLAIN and t.devices == 1:
+    plain = t.precision in PLAIN and t.devices == 1 and t.strategy != "fsdp"
+    if t.accelerator in ("cpu", "auto") and plain:
         return []  # runs anywhere: no need to ask torch (whose import costs seconds)
     import torch
 
@@ -138,6 +139,13 @@ def device_problems(cfg: config.Params) -> list[Problem]:
     if cuda and t.devices > torch.cuda.device_count():
         text = f"train.devices = {t.devices}: only {torch.cuda.device_count()} GPU(s) here"
         return [Problem(("train.devices", "train.accelerator"), text)]
+    if t.strategy == "fsdp" and not cuda:
+        text = (
+            f"train.strategy = 'fsdp' with train.accelerator = {t.accelerator!r}: Lightning's "
+            "FSDPStrategy runs on CUDA GPUs only (it refuses a CPU accelerator); on CPU use "
+            "ddp with train.devices > 1"
+        )
+        return [Problem(("train.strategy", "train.accelerator"), text)]
     if t.accelerator == "mps" and not torch.backends.mps.is_available():
         return [Problem(accel, "train.accelerator = 'mps': MPS is not available here")]
     if t.precision == "bf16-mixed" and not cuda and not cpu_has_bf16():

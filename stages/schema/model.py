@@ -8,7 +8,7 @@ from stages.schema.base import Section
 
 ARCHS = ("mlp", "cnn", "resnet", "transformer", "lstm", "gru")
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "silu", "swish", "tanh", "sigmoid")
-NORMS = ("batch", "layer", "group", "none")
+NORMS = ("auto", "batch", "layer", "group", "none")
 INITS = ("xavier_uniform", "xavier_normal", "kaiming", "default")
 
 
@@ -35,7 +35,9 @@ class ModelParams(Section):
     activation: Literal["relu", "leaky_relu", "elu", "gelu", "silu", "swish", "tanh", "sigmoid"] = (
         "relu"
     )
-    norm: Literal["batch", "layer", "group", "none"] = "batch"
+    norm: Literal["auto", "batch", "layer", "group", "none"] = Field(
+        "auto", description="auto = layer for the transformer, batch for every other arch"
+    )
     norm_groups: int = Field(8, ge=1, description="groups for norm: group")
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     init: Literal["xavier_uniform", "xavier_normal", "kaiming", "default"] = "kaiming"

@@ -72,6 +72,12 @@ class TrainParams(Section):
     resume: bool = False
     loss: Literal["auto", "cross_entropy", "mse", "huber", "l1"] = "auto"
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    l1: float = Field(
+        0.0, ge=0.0, description="L1 penalty coefficient on the network's weights (0 = off)"
+    )
+    accumulate_grad_batches: int = Field(
+        1, ge=1, description="batches whose gradients add up to one optimizer step"
+    )
     optimizer: OptimizerParams = OptimizerParams()
     scheduler: SchedulerParams = SchedulerParams()
     gradient_clip: GradientClip = GradientClip()
@@ -85,7 +91,7 @@ class TrainParams(Section):
     )
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int = Field(1, ge=1)
-    strategy: Literal["auto", "ddp", "ddp_spawn", "single_device"] = "auto"
+    strategy: Literal["auto", "ddp", "ddp_spawn", "single_device", "fsdp"] = "auto"
     num_nodes: int = Field(1, ge=1)
     precision: Literal["32", "16-mixed", "bf16-mixed"] = "32"
     deterministic: bool = True
@@ -137,4 +143,11 @@ class TrainParams(Section):
     def _strategy_fits_devices(self):
         if self.strategy == "single_device" and self.devices > 1:
             raise ValueError(f"strategy single_device cannot use devices={self.devices}")
+        if self.strategy == "fsdp" and self.ema.enabled:
+            # Lightning's WeightAveraging keeps an unsharded AveragedModel of the module
+            raise ValueError(
+                "train.strategy = 'fsdp' shards the weights, but train.ema averages the whole "
+                "model on every rank (Lightning's WeightAveraging does not shard); set "
+                "train.ema.enabled: false"
+            )
         return self

@@ -115,6 +115,7 @@ def run(
         log_every_n_steps=t.log_every_n_steps,
         gradient_clip_val=t.gradient_clip.value,
         gradient_clip_algorithm=t.gradient_clip.algorithm,
+        accumulate_grad_batches=t.accumulate_grad_batches,
         early_stopping=t.early_stopping.model_dump(exclude={"enabled"})
         if t.early_stopping.enabled
         else None,
