@@ -1,4 +1,4 @@
-"""MixUp and CutMix on training batches, seeded by a private `torch.Generator`.
+"""MixUp and CutMix on training batches, seeded by a private `numpy.random.Generator`.
 
 Targets become soft label distributions (rows still sum to 1: label mass is preserved);
 regression targets are blended with the same weight. Global RNG state is never touched.
@@ -8,29 +8,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
-
-
-def sample_gamma(shape: float, gen: torch.Generator) -> float:
-    """Gamma(shape, 1) by Marsaglia-Tsang, drawing only from `gen`."""
-    if shape < 1.0:  # boost: Gamma(a) = Gamma(a + 1) * U^(1/a)
-        u = torch.rand((), generator=gen).item()
-        return sample_gamma(shape + 1.0, gen) * u ** (1.0 / shape)
-    d = shape - 1.0 / 3.0
-    c = 1.0 / math.sqrt(9.0 * d)
-    while True:
-        x = torch.randn((), generator=gen).item()
-        v = (1.0 + c * x) ** 3
-        if v <= 0:
-            continue
-        u = torch.rand((), generator=gen).item()
-        if math.log(max(u, 1e-300)) < 0.5 * x * x + d - d * v + d * math.log(v):
-            return d * v
-
-
-def sample_beta(alpha: float, gen: torch.Generator) -> float:
-    a, b = sample_gamma(alpha, gen), sample_gamma(alpha, gen)
-    return a / (a + b) if a + b > 0 else 0.5
 
 
 class BatchMixer:
@@ -40,7 +19,8 @@ class BatchMixer:
         n_classes: classes for one-hot targets; 0 = targets are values (regression/binary).
         mixup_p, mixup_alpha: MixUp probability per batch and Beta(alpha, alpha) parameter.
         cutmix_p, cutmix_alpha: the same for CutMix (images (B, C, H, W) only).
-        seed: seeds the private generator; `reseed(epoch)` makes every epoch reproducible.
+        seed: seeds the private generator (numpy's, whose `beta` draws lam exactly);
+            `reseed(epoch)` makes every epoch reproducible.
     """
 
     def __init__(
@@ -56,14 +36,14 @@ class BatchMixer:
         self.mixup_p, self.mixup_alpha = mixup_p, mixup_alpha
         self.cutmix_p, self.cutmix_alpha = cutmix_p, cutmix_alpha
         self.seed = seed
-        self.gen = torch.Generator().manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
 
     @property
     def active(self) -> bool:
         return self.mixup_p > 0 or self.cutmix_p > 0
 
     def reseed(self, epoch: int) -> None:
-        self.gen.manual_seed(self.seed * 100_003 + epoch)
+        self.rng = np.random.default_rng(self.seed * 100_003 + epoch)
 
     def soft_targets(self, y: torch.Tensor) -> torch.Tensor:
         if self.n_classes:
@@ -73,7 +53,7 @@ class BatchMixer:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (mixed inputs, soft targets); unmixed batches get one-hot targets."""
         target = self.soft_targets(y)
-        draw = torch.rand((), generator=self.gen).item()
+        draw = self.rng.random()
         if draw < self.cutmix_p:
             return self._cutmix(x, target)
         if draw < self.cutmix_p + self.mixup_p:
@@ -81,22 +61,21 @@ class BatchMixer:
         return x, target
 
     def _pairs(self, n: int, device: torch.device) -> torch.Tensor:
-        return torch.randperm(n, generator=self.gen).to(device)
+        return torch.from_numpy(self.rng.permutation(n)).to(device)
 
     def _mixup(self, x, target):
-        lam = sample_beta(self.mixup_alpha, self.gen)
+        lam = float(self.rng.beta(self.mixup_alpha, self.mixup_alpha))
         perm = self._pairs(len(x), x.device)
         return lam * x + (1 - lam) * x[perm], lam * target + (1 - lam) * target[perm]
 
     def _cutmix(self, x, target):
         if x.dim() != 4:
             raise ValueError(f"CutMix needs images (B, C, H, W), got shape {tuple(x.shape)}")
-        lam = sample_beta(self.cutmix_alpha, self.gen)
+        lam = float(self.rng.beta(self.cutmix_alpha, self.cutmix_alpha))
         perm = self._pairs(len(x), x.device)
         h, w = x.shape[-2:]
         cut_h, cut_w = round(h * math.sqrt(1 - lam)), round(w * math.sqrt(1 - lam))
-        cy = int(torch.randint(h, (), generator=self.gen))
-        cx = int(torch.randint(w, (), generator=self.gen))
+        cy, cx = int(self.rng.integers(h)), int(self.rng.integers(w))
         y0, y1 = max(cy - cut_h // 2, 0), min(cy + (cut_h + 1) // 2, h)
         x0, x1 = max(cx - cut_w // 2, 0), min(cx + (cut_w + 1) // 2, w)
         mixed = x.clone()

@@ -191,7 +191,7 @@ def test_batch_mixing_changes_what_the_network_trains_on(fit, kind):
             assert bool((own.unsqueeze(1) | other).all(dim=2).any(dim=1).all())
         else:  # convex blends stay inside the batch's range
             assert seen.min() >= x.min() - 1e-6 and seen.max() <= x.max() + 1e-6
-    assert metrics["val/acc"] > 0.3
+    assert metrics["val/acc"] > 0.2  # learns on mixed batches only (chance: 0.1)
 
 
 def test_sinusoidal_positions_are_fixed_and_learned_ones_train(fit):
