@@ -40,8 +40,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	BIN=$(BIN) scripts/audit.sh
 
+# Browse the local store: one uvicorn worker and no job runner (huey consumers serve GenAI
+# scorer jobs this project never submits). MLflow 3.17's defaults started 9+ processes and
+# 1.6 GB RSS on this 2-core machine; this is 3 processes, 0.55 GB (benchmarks/RESULTS.md).
 ui: $(STAMP)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $${PORT:-5000}
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --workers 1 \
+		--backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $${PORT:-5000}
 
 # Team tracking server: PostgreSQL (or any SQLAlchemy URL) backend, artifacts proxied by the
 # server into MLFLOW_ARTIFACTS_DESTINATION. Both reach `mlflow server` through the
