@@ -123,31 +123,6 @@ def quantize_dynamic_int8(src: str | Path, dst: str | Path) -> None:
     )
 
 
-class CalibrationReader:
-    """Feeds calibration rows to ONNX Runtime's calibrator in equal batches.
-
-    The entropy/percentile calibrators stack per-batch outputs, so every batch has the same
-    size: the rows left over after the last full batch are not used.
-    """
-
-    def __init__(self, X: np.ndarray, batch_size: int = 32):
-        size = min(batch_size, len(X))
-        self.batches = [
-            np.ascontiguousarray(X[i : i + size], dtype=np.float32)
-            for i in range(0, len(X) - size + 1, size)
-        ]
-        self.position = 0
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        if self.position >= len(self.batches):
-            return None
-        self.position += 1
-        return {INPUT: self.batches[self.position - 1]}
-
-    def rewind(self) -> None:
-        self.position = 0
-
-
 def _set_metadata(path: str | Path, key: str, value: str) -> None:
     import onnx
 
@@ -248,6 +223,8 @@ def quantize_static_int8(
 def _static(prepared: Path, dst: Path, calibration, method, per_channel, exclude) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    from lightning_modules.calibration import CalibrationReader
+
     methods = {
         "minmax": CalibrationMethod.MinMax,
         "entropy": CalibrationMethod.Entropy,
@@ -256,7 +233,7 @@ def _static(prepared: Path, dst: Path, calibration, method, per_channel, exclude
     quantize_static(
         str(prepared),
         str(dst),
-        CalibrationReader(calibration),
+        CalibrationReader(calibration, INPUT),
         quant_format=QuantFormat.QOperator,
         per_channel=per_channel,
         activation_type=QuantType.QUInt8,
