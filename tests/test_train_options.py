@@ -251,3 +251,20 @@ def test_bf16_mixed_on_cpu_runs_the_network_in_bf16(fit):
     assert dtypes == {torch.bfloat16}
     assert metrics["val/acc"] > 0.5
     assert all(v.dtype == torch.float32 for v in torch.load(paths.model)["state_dict"].values())
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"arch": "cnn", "conv": "group", "groups": 4},
+        {"arch": "cnn", "conv": "depthwise_separable"},
+        {"arch": "resnet", "block": "bottleneck"},
+    ],
+)
+def test_conv_kinds_train_with_fewer_parameters(fit, model):
+    shape = {"width": 16, "depth": 2}
+    metrics, paths = fit({"model": {**shape, **model}, "train": LEARN})
+    net, _ = load_network(paths.model)
+    standard = build_network(model["arch"], [1, 8, 8], 10, **shape)
+    assert sum(p.numel() for p in net.parameters()) < sum(p.numel() for p in standard.parameters())
+    assert metrics["val/acc"] > 0.3  # 2 epochs (chance: 0.1)
