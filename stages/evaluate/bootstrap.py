@@ -4,6 +4,11 @@ A resample is a row of multiplicities `W[b, i]` (how often test row i was drawn)
 headline metric is a function of weighted sums, so B resamples cost a few (B, N) @ (N, k)
 products, done in chunks that bound memory. Paired comparisons reuse the same `W` for both
 candidates, so the shared difficulty of the test rows cancels out of the difference.
+
+Kept rather than `scipy.stats.bootstrap`: on the same simulations both cover alike (BCa
+included: 0.945-0.975 at 95%), scipy's percentile is 1.3-2.5x slower, and BCa's jackknife
+grows with n^2 (2.0 s per interval at 10^4 test rows, against 0.16 s here); see
+benchmarks/bootstrap_coverage.py and RESULTS.md.
 """
 
 from __future__ import annotations
