@@ -57,13 +57,16 @@ def score(
 
 
 def regression(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    """sklearn's RMSE, MAE and R² (None when the targets are constant: R² is undefined)."""
+    from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
+
     y = np.asarray(y, dtype=np.float64)
-    err = np.asarray(pred, dtype=np.float64).reshape(-1) - y
-    sst = float(((y - y.mean()) ** 2).sum())
+    pred = np.asarray(pred, dtype=np.float64).reshape(-1)
+    constant = bool(np.all(y == y[0])) if len(y) else True
     return {
-        "rmse": float(np.sqrt((err**2).mean())),
-        "mae": float(np.abs(err).mean()),
-        "r2": float(1.0 - (err**2).sum() / sst) if sst > 0 else None,
+        "rmse": float(root_mean_squared_error(y, pred)),
+        "mae": float(mean_absolute_error(y, pred)),
+        "r2": None if constant else float(r2_score(y, pred)),
     }
 
 
@@ -111,7 +114,11 @@ def classification(
 
 
 def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = 15) -> float:
-    """Weighted mean |accuracy - confidence| over equal-width bins of top-class confidence."""
+    """Weighted mean |accuracy - confidence| over equal-width bins of top-class confidence.
+
+    torchmetrics' `multiclass_calibration_error` (norm l1) computes the same number (a test
+    checks it), but importing it loads torch (~1.5 s) into stages that need none (baselines).
+    """
     conf = proba.max(axis=1)
     correct = (proba.argmax(axis=1) == y).astype(np.float64)
     idx = np.minimum((conf * bins).astype(np.int64), bins - 1)
