@@ -58,9 +58,13 @@ def test_every_baseline_fits_and_is_saved(make_params, prepared, tmp_path, sourc
         pred = scorer.predict(val["X"])
         assert pred.shape == (len(val["y"]),)
         assert index["models"][name]["file"] == f"{name}.skops"
-    trees = {n for n in expected if n in TREE_MODELS}
-    assert {p.stem for p in (tmp_path / "imp").glob("*.csv")} == trees
-    assert {p.stem for p in (tmp_path / "imp").glob("*.png")} == trees
+    # every model gets importances: impurity for trees, permutation (on val) for the rest
+    assert {p.stem for p in (tmp_path / "imp").glob("*.csv")} == set(expected)
+    assert {p.stem for p in (tmp_path / "imp").glob("*.png")} == set(expected)
+    for name in expected:
+        rows = (tmp_path / "imp" / f"{name}.csv").read_text().splitlines()
+        kinds = {line.rsplit(",", 1)[1] for line in rows[1:]}
+        assert kinds == {"impurity" if name in TREE_MODELS else "permutation"}
 
 
 def test_saved_pipeline_carries_the_fitted_preprocessing(make_params, tmp_path):
@@ -92,7 +96,29 @@ def test_images_are_flattened_and_augmented_train_is_optional(make_params, prepa
     X = np.load(src / "test.npz")["X"]
     assert X.ndim == 4 and pipe.predict(X[:3]).shape == (3,)
     heat = (tmp_path / "imp" / "decision_tree_gini.csv").read_text().splitlines()
-    assert heat[0] == "feature,importance" and len(heat) == 1 + 64
+    assert heat[0] == "feature,importance,kind" and len(heat) == 1 + 64
+
+
+def test_permutation_importance_is_sklearns_on_the_sampled_val_rows(make_params, tmp_path):
+    """A non-tree model's importances are sklearn's permutation_importance, seeded."""
+    from sklearn.inspection import permutation_importance
+
+    cfg = make_params({"data": {"source": "breast_cancer"}})
+    src = tmp_path / "p"
+    prepare.run(cfg, src, root=tmp_path)
+    cfg, _, out = _fit(make_params, src, tmp_path, models=["logreg_l2"])
+    rows = (tmp_path / "imp" / "logreg_l2.csv").read_text().splitlines()[1:]
+    got = {line.split(",")[0]: float(line.split(",")[1]) for line in rows}
+    val = np.load(src / "val.npz")
+    model = skops_files.load_trusted(out / "logreg_l2.skops")[-1]
+    rng = np.random.default_rng(cfg.seed)
+    n = len(val["y"])
+    keep = np.sort(rng.choice(n, size=min(n, cfg.baselines.permutation_rows), replace=False))
+    want = permutation_importance(
+        model, val["X"][keep], val["y"][keep], n_repeats=3, random_state=cfg.seed
+    ).importances_mean
+    assert len(got) == len(want) and max(want) > 0  # some feature matters
+    np.testing.assert_allclose(sorted(got.values()), sorted(want), atol=1e-6)
 
 
 def test_seeded_fits_are_reproducible(make_params, prepared, tmp_path):

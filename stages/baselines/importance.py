@@ -1,4 +1,4 @@
-"""Feature-importance plots for tree baselines: top-k bars, or a heat map for images."""
+"""Feature-importance plots of the baselines: top-k bars, or a heat map for images."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ def plot_importances(
     schema: dict[str, Any],
     top: int,
     path: Path,
+    kind: str = "impurity",
 ) -> None:
     """Write the importance figure of one model to `path` (PNG, atomically)."""
     plt = pyplot()
@@ -41,12 +42,13 @@ def plot_importances(
         fig.colorbar(im, ax=ax, fraction=0.046)
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(f"{name}: pixel importance", fontsize=9)
+        ax.set_title(f"{name}: pixel importance ({kind})", fontsize=9)
     else:
         order = np.argsort(-values, kind="stable")[:top][::-1]
         fig, ax = plt.subplots(figsize=(5.5, 0.25 * len(order) + 1.0))
         ax.barh([names[i] for i in order], values[order], color="#4c72b0")
-        ax.set_xlabel("impurity-based importance")
+        label = {"impurity": "impurity-based importance"}.get(kind, "val score drop when shuffled")
+        ax.set_xlabel(label)
         ax.set_title(f"{name}: top {len(order)} features", fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
     save_figure(fig, path)

@@ -5,7 +5,8 @@ not on an explicit allowlist, unlike joblib/pickle, which runs arbitrary code) a
 Pipeline that carries the fitted preprocessing: the table's ColumnTransformer from
 `data/prepared/preprocessor.skops` (step "preprocess", so the pipeline accepts raw rows), or
 a flatten step for images and sequences. `index.json` lists the models with their
-hyperparameters and MLflow run ids. Tree models also get feature importances (CSV + PNG).
+hyperparameters and MLflow run ids. Every model gets feature importances (CSV + PNG): tree
+models their impurity importances, the others sklearn's permutation importance on val.
 """
 
 from __future__ import annotations
@@ -101,8 +102,9 @@ def run(cfg: config.Params, paths: Paths, log_model: ModelLogger | None = None) 
             result["fit_seconds"] = round(fit_s, 3)
             pipe = _pipeline(head, model)
             save_model(pipe, tmp / f"{name}.skops")
-            if hasattr(model, "feature_importances_"):
-                _importances(name, model, schema, imp, cfg.baselines.importance_top)
+            values, kind = _importance_values(model, val, cfg)
+            if values is not None:
+                _importances(name, values, kind, schema, imp, cfg.baselines.importance_top)
             run_id = log_model(name, pipe, result, val["X"]) if log_model else None
             results[name] = result
             index["models"][name] = {
@@ -149,16 +151,42 @@ def _val_metrics(task, model, val, schema) -> dict[str, Any]:
     return m
 
 
-def _importances(name, model, schema, out: Path, top: int) -> None:
+def _importance_values(model, val, cfg) -> tuple[np.ndarray | None, str]:
+    """Impurity importances of a tree model, else sklearn's permutation importance: the drop
+    in the model's own val score (accuracy / R²) when one feature's column is shuffled,
+    averaged over `baselines.permutation_repeats` shuffles of at most `permutation_rows`
+    seeded val rows. (None, "") when the model has neither (permutation_repeats: 0)."""
+    if hasattr(model, "feature_importances_"):
+        return np.asarray(model.feature_importances_, dtype=np.float64), "impurity"
+    b = cfg.baselines
+    if not b.permutation_repeats:
+        return None, ""
+    from sklearn.inspection import permutation_importance
+
+    rng = np.random.default_rng(cfg.seed)
+    n = len(val["y"])
+    rows = np.sort(rng.choice(n, size=min(n, b.permutation_rows), replace=False))
+    with threadpool_limits(b.n_threads):
+        result = permutation_importance(
+            model,
+            _flat(val["X"][rows]),
+            val["y"][rows],
+            n_repeats=b.permutation_repeats,
+            random_state=cfg.seed,
+        )
+    return np.asarray(result.importances_mean, dtype=np.float64), "permutation"
+
+
+def _importances(name, values, kind: str, schema, out: Path, top: int) -> None:
     from stages.baselines.importance import feature_names, plot_importances
 
-    values = np.asarray(model.feature_importances_, dtype=np.float64)
     names = feature_names(schema, len(values))
     order = np.argsort(-values, kind="stable")
     with io.atomic_file(out / f"{name}.csv") as tmp:
-        lines = ["feature,importance"] + [f"{names[i]},{values[i]:.6g}" for i in order]
+        lines = ["feature,importance,kind"]
+        lines += [f"{names[i]},{values[i]:.6g},{kind}" for i in order]
         tmp.write_text("\n".join(lines) + "\n")
-    plot_importances(name, values, names, schema, top, out / f"{name}.png")
+    plot_importances(name, values, names, schema, top, out / f"{name}.png", kind)
 
 
 def main(argv: list[str] | None = None) -> int:

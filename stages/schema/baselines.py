@@ -100,6 +100,10 @@ class BaselinesParams(Section):
         1, ge=1, description="OpenMP/BLAS threads per fit; None = all cores"
     )
     importance_top: int = Field(20, ge=1, le=1000, description="features shown in the plot")
+    permutation_repeats: int = Field(
+        3, ge=0, le=100, description="shuffles per feature (non-tree models); 0 = off"
+    )
+    permutation_rows: int = Field(500, ge=10, description="val rows the permutations score")
 
     @field_validator("models")
     @classmethod
