@@ -120,6 +120,7 @@ def test_classification_outputs_and_report(make_params, tmp_path):
     md = (tmp_path / "reports" / "report.md").read_text()
     assert "| 1 | " in md and "95% CI" in md and "breast_cancer" in md
     assert "](../plots/confusion.png)" in md
+    assert "| evaluate.bootstrap | " in md and '"evaluate": {' not in md  # a diff, not a dump
     html = (tmp_path / "reports" / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4
     assert "http://" not in html and "https://" not in html  # self-contained
@@ -189,3 +190,15 @@ def test_trained_network_joins_the_leaderboard(make_params, tmp_path):
     (tmp_path / "models" / "model.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="model.pt: cannot load the network"):
         _evaluate(make_params, tmp_path, prepared, bl)
+
+
+def test_report_params_are_the_diff_against_defaults_and_the_tuned_values():
+    from stages.evaluate.report import params_diff
+
+    params = {
+        "train": {"max_epochs": 30, "optimizer": {"lr": 0.01, "name": "adamw"}},
+        "candidates": {"network": {"train": {"max_epochs": 30, "optimizer": {"lr": 0.002}}}},
+    }
+    changed, tuned = params_diff(params)
+    assert changed == [["train.optimizer.lr", "0.0100", "0.0050"]]  # the default lr is 5e-3
+    assert tuned == [["train.optimizer.lr", "0.0020", "0.0100"]]

@@ -149,7 +149,7 @@ def test_report_renders_in_headless_chromium(report_html, tmp_path):
                 "expression": "JSON.stringify({images: document.images.length,"
                 " loaded: Array.from(document.images).filter("
                 "i => i.complete && i.naturalWidth > 0).length,"
-                " rows: document.querySelectorAll('tbody tr').length,"
+                " rows: document.querySelectorAll('#leaderboard tbody tr').length,"
                 " title: document.title, width: document.body.scrollWidth})",
                 "returnByValue": True,
             },

@@ -1,14 +1,15 @@
-"""reports/report.md and reports/report.html from one summary of the evaluate stage.
+"""reports/report.md and reports/report.html from one summary and one Jinja2 template.
 
-The HTML is a single self-contained file: CSS inline, images as base64 data URIs, no
-scripts, nothing fetched from a CDN, so it opens offline and can be mailed around.
+`report_template.TEMPLATE` renders both formats from the same context (`html` switches the
+markup), so the two cannot drift apart. The HTML is a single self-contained file: CSS
+inline, images as base64 data URIs, no scripts, nothing fetched from a CDN, so it opens
+offline and can be mailed around.
 """
 
 from __future__ import annotations
 
 import base64
-import html
-import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,56 @@ def write(out: Path, summary: dict[str, Any], images: list[Path]) -> tuple[Path,
     """Write `report.md` (images linked relative to it) and `report.html` (images inlined)."""
     md_path, html_path = out / "report.md", out / "report.html"
     with io.atomic_file(md_path) as tmp:
-        tmp.write_text(markdown(summary, images, md_path.parent))
+        tmp.write_text(render(summary, images, html=False, base=md_path.parent))
     with io.atomic_file(html_path) as tmp:
-        tmp.write_text(to_html(summary, images))
+        tmp.write_text(render(summary, images, html=True))
     return md_path, html_path
+
+
+def render(summary: dict[str, Any], images: list[Path], html: bool, base: Path | None = None):
+    from jinja2 import Environment, StrictUndefined
+
+    from stages.evaluate.report_template import CSS, TEMPLATE
+
+    env = Environment(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
+    head, rows = _table(summary)
+    changed, tuned = params_diff(summary["params"])
+    context = {
+        "html": html,
+        "css": CSS,
+        "title": f"Evaluation report: {summary['schema']['dataset']}",
+        "head": head,
+        "rows": rows,
+        "comparisons": [c["text"] for c in summary["comparisons"]],
+        "notes": summary["notes"],
+        "dataset": _dataset_lines(summary["schema"]),
+        "images": [(p.stem, _data_uri(p) if html else _relative(p, base)) for p in images],
+        "changed": changed,
+        "tuned": tuned,
+        "tracking_uri": str(summary.get("tracking_uri") or "-"),
+        "evaluate_run": str(summary.get("evaluate_run_id") or "-"),
+    }
+    return env.from_string(TEMPLATE).render(**context)
+
+
+def params_diff(params: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
+    """(keys set away from the defaults: [key, value, default]; values the train stage took
+    from tuning that differ from params.yaml: [key, tuned, params.yaml])."""
+    from stages import config
+    from stages.runtime.tracking import flatten
+
+    sections = {k: v for k, v in params.items() if k != "candidates"}
+    defaults = config.Params().model_dump(mode="json")
+    default_flat = flatten({k: defaults[k] for k in sections if k in defaults})
+    flat = flatten(sections)
+    changed = [
+        [k, _fmt(v), _fmt(default_flat.get(k))]
+        for k, v in sorted(flat.items())
+        if k in default_flat and default_flat[k] != v
+    ]
+    trained = flatten(params.get("candidates", {}).get("network") or {})
+    tuned = [[k, _fmt(v), _fmt(flat[k])] for k, v in sorted(trained.items()) if flat.get(k, v) != v]
+    return changed, tuned
 
 
 def _table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -34,6 +81,7 @@ def _table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for name, row in summary["leaderboard"]["candidates"].items():
         low, high = row.get(f"{h}_ci_low"), row.get(f"{h}_ci_high")
+        run = summary["run_ids"].get(name)
         rows.append(
             [
                 str(row["rank"]),
@@ -42,7 +90,7 @@ def _table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 _fmt(row.get(h)),
                 f"[{_fmt(low)}, {_fmt(high)}]",
                 *(_fmt(row.get(c)) for c in COLUMNS),
-                summary["run_ids"].get(name) or "-",
+                run[:8] if run else "-",  # the id's prefix: the full one is in evaluation.json
             ]
         )
     return head, rows
@@ -51,8 +99,10 @@ def _table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 def _fmt(v: Any) -> str:
     if v is None:
         return "n/a"
+    if isinstance(v, bool):
+        return str(v).lower()
     if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) < 1000 else f"{v:,.0f}"
+        return f"{v:.4g}" if abs(v) < 1e-3 and v else (f"{v:.4f}" if abs(v) < 1000 else f"{v:,.0f}")
     if isinstance(v, int):
         return f"{v:,}"
     return str(v)
@@ -72,72 +122,9 @@ def _dataset_lines(schema: dict[str, Any]) -> list[str]:
     return lines
 
 
-def markdown(summary: dict[str, Any], images: list[Path], base: Path) -> str:
-    head, rows = _table(summary)
-    parts = [f"# Evaluation report: {summary['schema']['dataset']}", ""]
-    parts += ["## Leaderboard (test split)", "", "| " + " | ".join(head) + " |"]
-    parts.append("|" + "---|" * len(head))
-    parts += ["| " + " | ".join(r) + " |" for r in rows]
-    parts += ["", "## Is the difference real?", ""]
-    parts += [f"- {c['text']}" for c in summary["comparisons"]] or ["- only one candidate"]
-    if summary["notes"]:  # no empty heading when nothing was skipped
-        parts += ["", "## Notes", ""] + [f"- {n}" for n in summary["notes"]]
-    parts += ["", "## Dataset", ""] + [f"- {line}" for line in _dataset_lines(summary["schema"])]
-    parts += ["", "## Plots", ""]
-    parts += [f"![{p.stem}]({_relative(p, base)})" for p in images]
-    parts += ["", "## Params", "", "```json", json.dumps(summary["params"], indent=2), "```"]
-    parts += ["", "## MLflow", "", f"- tracking URI: {summary.get('tracking_uri') or '-'}"]
-    parts += [f"- evaluate run: {summary.get('evaluate_run_id') or '-'}", ""]
-    return "\n".join(parts)
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def _relative(path: Path, base: Path) -> str:
-    import os
-
-    return os.path.relpath(path.resolve(), base.resolve())
-
-
-CSS = """
-body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
-.wide{overflow-x:auto;max-width:100%}
-table{border-collapse:collapse;font-size:.85rem;white-space:nowrap}
-td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}
-td:nth-child(2),th:nth-child(2),td:nth-child(3){text-align:left}
-tr:first-child td{font-weight:bold;background:#eef6ee}
-img{max-width:48%;margin:.3rem;border:1px solid #eee}
-pre{background:#f6f6f6;padding:.6rem;font-size:.75rem;overflow:auto}
-"""
-
-
-def to_html(summary: dict[str, Any], images: list[Path]) -> str:
-    e = html.escape
-    head, rows = _table(summary)
-    title = f"Evaluation report: {summary['schema']['dataset']}"
-    out = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{e(title)}</title><style>{CSS}</style></head><body>",
-        f"<h1>{e(title)}</h1>",
-        '<h2>Leaderboard (test split)</h2><div class="wide"><table><thead><tr>',
-        "".join(f"<th>{e(h)}</th>" for h in head),
-        "</tr></thead><tbody>",
-    ]
-    out += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows]
-    out.append("</tbody></table></div><h2>Is the difference real?</h2><ul>")
-    out += [f"<li>{e(c['text'])}</li>" for c in summary["comparisons"]]
-    if summary["notes"]:
-        out.append("</ul><h2>Notes</h2><ul>")
-        out += [f"<li>{e(n)}</li>" for n in summary["notes"]]
-    out.append("</ul><h2>Dataset</h2><ul>")
-    out += [f"<li>{e(line)}</li>" for line in _dataset_lines(summary["schema"])]
-    out.append("</ul><h2>Plots</h2><div>")
-    for path in images:
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        out.append(f'<img alt="{e(path.stem)}" src="data:image/png;base64,{data}">')
-    out.append("</div><h2>Params</h2>")
-    out.append(f"<pre>{e(json.dumps(summary['params'], indent=2))}</pre>")
-    out.append("<h2>MLflow</h2><ul>")
-    out.append(f"<li>tracking URI: {e(str(summary.get('tracking_uri') or '-'))}</li>")
-    out.append(f"<li>evaluate run: {e(str(summary.get('evaluate_run_id') or '-'))}</li>")
-    out.append("</ul></body></html>\n")
-    return "\n".join(out)
+def _relative(path: Path, base: Path | None) -> str:
+    return os.path.relpath(path.resolve(), (base or Path.cwd()).resolve())
