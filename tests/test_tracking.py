@@ -239,3 +239,21 @@ def test_split_inputs_carry_dvc_hashes_and_contexts(tmp_path, mlflow_uri, monkey
     val = next(i.dataset for i in inputs if i.dataset.name == "toy/prepared/val")
     assert json.loads(val.profile)["num_rows"] == 3
     assert '"shape": [-1, 1, 2, 2]' in json.loads(val.schema)["mlflow_tensorspec"]["features"]
+
+
+def test_long_stages_log_system_metrics(make_params, mlflow_uri, monkeypatch):
+    """system_metrics=True: MLflow's monitor samples the machine into system/* metrics."""
+    import time
+
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
+    cfg = make_params()
+    with tracking.stage_run("train", cfg, ("seed",), dataset="digits", system_metrics=True):
+        time.sleep(1.5)
+    with tracking.stage_run("prepare", cfg, ("seed",), dataset="digits"):
+        time.sleep(0.5)
+    runs = {r.data.tags["stage"]: r for r in _runs(mlflow_uri)}
+    sampled = set(runs["train"].data.metrics)
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= sampled
+    assert not any(k.startswith("system/") for k in runs["prepare"].data.metrics)
+    assert runs["train"].info.status == "FINISHED"

@@ -206,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             SECTIONS,
             schema=schema,
             inputs=[str(paths.model), str(paths.prepared), str(paths.augmented)],
+            system_metrics=True,
         ) as active:
             import mlflow
 

@@ -35,7 +35,10 @@ def setup_logging(stage: str) -> logging.Logger:
     )
     handler.addFilter(OnceLines())
     logging.basicConfig(level=logging.INFO, handlers=[handler])
-    for noisy in ("alembic", "mlflow", "urllib3", "git", "matplotlib", "PIL"):
+    # `import mlflow` re-levels its own top logger to INFO (dictConfig), not its children:
+    # the system-metrics monitor's start/stop/"skip GPU" lines stay quiet through that
+    for noisy in ("alembic", "mlflow", "mlflow.system_metrics", "urllib3", "git", "matplotlib",
+                  "PIL"):  # fmt: skip
         logging.getLogger(noisy).setLevel(logging.WARNING)
     _without_own_console("lightning")
     quiet_warnings()

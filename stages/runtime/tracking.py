@@ -213,6 +213,7 @@ def stage_run(
     data_fingerprint: str | None = None,
     inputs: list[str] | None = None,
     run_id: str | None = None,
+    system_metrics: bool = False,
 ) -> Iterator[Any]:
     """Open the MLflow run of one stage execution; end it FINISHED / FAILED / KILLED.
 
@@ -225,6 +226,9 @@ def stage_run(
         data_fingerprint: fingerprint of the source data (schema.json).
         inputs: the stage's input paths; their DVC hashes are tagged.
         run_id: continue this run instead of starting a new one (resume).
+        system_metrics: sample CPU, memory, disk and network (and GPU, where MLflow can read
+            it) into `system/*` metrics while the run is open; for the long stages.
+            $MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL sets the period (MLflow's: 10 s).
 
     Yields:
         The active `mlflow.ActiveRun`.
@@ -253,7 +257,9 @@ def stage_run(
         tags["dvc_experiment"] = exp
     name = None if run_id else run_name(stage, pipeline)
     with signals_as_exceptions():
-        run = mlflow.start_run(run_id=run_id, run_name=name, tags=tags)
+        run = mlflow.start_run(
+            run_id=run_id, run_name=name, tags=tags, log_system_metrics=system_metrics
+        )
         log.info(
             "stage=%s mlflow_run=%s experiment=%s uri=%s",
             stage,

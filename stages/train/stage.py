@@ -197,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             schema=schema,
             inputs=[str(paths.prepared), str(paths.augmented)],
             run_id=run_id,
+            system_metrics=True,
         ) as active:
             source = paths.augmented if t.use_augmented else paths.prepared
             splits = fit_rows.splits(source, paths.prepared, t.fit_on)

@@ -83,6 +83,7 @@ class TuneSession:
             SECTIONS,
             schema=self.schema,
             inputs=[self.args.prepared, self.args.augmented],
+            system_metrics=True,
         ) as parent:
             prepared = Path(self.args.prepared)
             source = Path(self.args.augmented) if self.cfg.train.use_augmented else prepared
