@@ -158,7 +158,10 @@ def device_problems(cfg: config.Params) -> list[Problem]:
         text = "train.precision = 'bf16-mixed': this GPU lacks bf16; use 16-mixed or 32"
         return [Problem(prec, text)]
     if t.precision == "16-mixed" and not cuda:
-        text = "train.precision = '16-mixed': needs a GPU; on CPU use 32 (or bf16-mixed)"
+        text = (
+            "train.precision = '16-mixed': needs a GPU (on CPU Lightning would silently run "
+            "bf16 autocast instead); on CPU use 32, or bf16-mixed to ask for that"
+        )
         return [Problem(prec, text)]
     return []
 
