@@ -44,6 +44,10 @@ class TaskModule(L.LightningModule):
             or more dimensions: linear, convolution and embedding weights; not biases or
             norm scales). Added to the training loss and logged as its own term, `train/l1`;
             `train/loss` stays the data term, comparable with `val/loss`.
+        compile: off, or a `torch.compile` mode (default | reduce-overhead | max-autotune)
+            for the network's forward in training and validation. The compiled function is
+            kept outside the module tree, so state dicts, checkpoints and model.pt are the
+            plain network's and load without compile.
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class TaskModule(L.LightningModule):
         cutmix: dict[str, float],
         seed: int,
         l1: float = 0.0,
+        compile: str = "off",
     ):
         super().__init__()
         if task not in TASKS:
@@ -88,8 +93,19 @@ class TaskModule(L.LightningModule):
 
     def _raw(self, x: torch.Tensor) -> torch.Tensor:
         """Outputs the loss is computed on (regression: standardized units)."""
-        net = self.net
-        return net.standardized(x) if self.hparams.task == "regression" else net(x)
+        return self._forward_fn()(x)
+
+    def _forward_fn(self):
+        """The network's (standardized) forward, compiled on first use when asked."""
+        fn = self.__dict__.get("_compiled")  # a plain attribute: not a submodule
+        if fn is None:
+            net = self.net
+            fn = net.standardized if self.hparams.task == "regression" else net
+            mode = self.hparams.get("compile", "off")
+            if mode != "off":
+                fn = torch.compile(fn, mode=mode)
+            self.__dict__["_compiled"] = fn
+        return fn
 
     def _loss(self, out: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
         task, hp = self.hparams.task, self.hparams

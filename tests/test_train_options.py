@@ -268,3 +268,16 @@ def test_conv_kinds_train_with_fewer_parameters(fit, model):
     standard = build_network(model["arch"], [1, 8, 8], 10, **shape)
     assert sum(p.numel() for p in net.parameters()) < sum(p.numel() for p in standard.parameters())
     assert metrics["val/acc"] > 0.3  # 2 epochs (chance: 0.1)
+
+
+def test_compiled_training_matches_eager_and_ships_a_plain_state_dict(fit):
+    eager, eager_paths = fit({}, name="eager")
+    compiled, paths = fit({"train": {"compile": "default"}}, name="compiled")
+    a = torch.load(eager_paths.model, weights_only=True)["state_dict"]
+    b = torch.load(paths.model, weights_only=True)["state_dict"]
+    assert a.keys() == b.keys()  # no torch.compile wrapper prefix
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-4)
+    assert compiled["val/loss"] == pytest.approx(eager["val/loss"], rel=1e-3)
+    net, _ = load_network(paths.model)  # plain network, no compile needed
+    assert type(net).__name__ == "MLP"

@@ -75,6 +75,9 @@ class TrainParams(Section):
     l1: float = Field(
         0.0, ge=0.0, description="L1 penalty coefficient on the network's weights (0 = off)"
     )
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = Field(
+        "off", description="torch.compile the network (mode); state dicts stay plain"
+    )
     accumulate_grad_batches: int = Field(
         1, ge=1, description="batches whose gradients add up to one optimizer step"
     )
@@ -105,7 +108,7 @@ class TrainParams(Section):
     def _precision_text(cls, v):
         return str(v) if isinstance(v, int) else v
 
-    @field_validator("progress_bar", mode="before")
+    @field_validator("progress_bar", "compile", mode="before")
     @classmethod
     def _yaml_on_off(cls, v):
         # YAML 1.1 (and so `dvc exp run -S train.progress_bar=off`) reads on/off as booleans

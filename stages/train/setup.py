@@ -97,6 +97,7 @@ def module_args(cfg: config.Params, schema: dict[str, Any]) -> dict[str, Any]:
         "loss": t.loss,
         "label_smoothing": t.label_smoothing,
         "l1": t.l1,
+        "compile": t.compile,
         "optimizer": t.optimizer.model_dump(mode="json"),
         "scheduler": t.scheduler.model_dump(mode="json"),
         "mixup": {"p": t.mixup.p if t.mixup.enabled else 0.0, "alpha": t.mixup.alpha},
