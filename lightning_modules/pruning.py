@@ -1,10 +1,13 @@
 """Pruning: global L1 unstructured (torch.nn.utils.prune) and structured channel removal.
 
-Unstructured pruning zeroes the smallest-magnitude weights across every Linear/Conv layer
-at once; the masks stay as forward hooks while fine-tuning and are made permanent with
-`prune.remove`. Structured pruning uses torch-pruning's dependency graph to delete whole
-conv channels / linear units (and everything that consumes them: norms, residual adds,
-the flattened head), so the result is a smaller dense network with fewer FLOPs.
+Unstructured pruning zeroes the smallest-magnitude weights across every hidden Linear/Conv
+layer and LSTM/GRU weight matrix at once; the masks stay as forward hooks while fine-tuning
+and are made permanent with `prune.remove`. The output layer is never pruned: its weights are
+the fewest and (trained) the smallest, so a global ranking took all 32 of a regression
+head's at 80% sparsity and left a constant prediction.
+Structured pruning uses torch-pruning's dependency graph to delete whole conv channels /
+linear units (and everything that consumes them: norms, residual adds, the flattened head),
+so the result is a smaller dense network with fewer FLOPs.
 """
 
 from __future__ import annotations
@@ -25,19 +28,26 @@ STRUCTURED_SKIPPED = {
 }
 
 
-def prunable_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Linear/Conv layers whose forward is called directly (not MultiheadAttention's)."""
-    inside_mha = {
+def prunable_weights(net: nn.Module) -> list[tuple[str, nn.Module, str]]:
+    """(name in the report, module, parameter) of every weight unstructured pruning ranks:
+    Linear/Conv weights called directly (not MultiheadAttention's) and LSTM/GRU weight
+    matrices; never the output layer's."""
+    skipped = {
         id(child)
         for m in net.modules()
         if isinstance(m, nn.MultiheadAttention)
         for child in m.modules()
-    }
-    return [
-        (name, m)
-        for name, m in net.named_modules()
-        if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d) and id(m) not in inside_mha
-    ]
+    } | {id(output_layer(net))}
+    out = []
+    for name, m in net.named_modules():
+        if id(m) in skipped:
+            continue
+        if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d):
+            out.append((name, m, "weight"))
+        elif isinstance(m, nn.LSTM | nn.GRU):
+            weights = [p for p, _ in m.named_parameters() if p.startswith("weight")]
+            out += [(f"{name}.{p}", m, p) for p in weights]
+    return out
 
 
 def sparsity_schedule(target: float, steps: int) -> list[float]:
@@ -62,8 +72,7 @@ def prune_unstructured(
     Returns:
         Real sparsity per layer name, plus "global".
     """
-    layers = prunable_layers(net)
-    params = [(m, "weight") for _, m in layers]
+    params = [(m, param) for _, m, param in prunable_weights(net)]
     done = 0.0
     for level in sparsity_schedule(target, steps):
         # each call prunes a fraction of the weights still unpruned
@@ -79,10 +88,10 @@ def prune_unstructured(
 
 
 def layer_sparsity(net: nn.Module) -> dict[str, float]:
-    """Fraction of exactly-zero weights per prunable layer and over all of them."""
+    """Fraction of exactly-zero weights per prunable weight and over all of them."""
     out, zeros, total = {}, 0, 0
-    for name, m in prunable_layers(net):
-        w = m.weight.detach()
+    for name, m, param in prunable_weights(net):
+        w = getattr(m, param).detach()
         z = int((w == 0).sum())
         out[name] = round(z / w.numel(), 6)
         zeros, total = zeros + z, total + w.numel()

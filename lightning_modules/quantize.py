@@ -96,20 +96,33 @@ def verify_onnx(net: nn.Module, path: str | Path, X: np.ndarray, tolerance: floa
     """Max absolute difference between ORT and torch outputs on `X`.
 
     Raises:
-        ValueError: when outputs differ by more than `tolerance` (absolute + relative).
+        ValueError: when outputs differ by more than `tolerance` (`within_tolerance`).
     """
     with torch.inference_mode():
         expected = net.eval()(torch.as_tensor(X, dtype=torch.float32)).numpy()
     got = run_onnx(session(path), X)
     diff = float(np.max(np.abs(got - expected))) if len(X) else 0.0
-    if got.shape != expected.shape or not np.allclose(
-        got, expected, atol=tolerance, rtol=tolerance
-    ):
+    if got.shape != expected.shape or not within_tolerance(got, expected, tolerance):
         raise ValueError(
             f"{path}: ONNX output differs from PyTorch (shape {got.shape} vs "
-            f"{expected.shape}, max |diff| {diff:.3g} > tolerance {tolerance:g})"
+            f"{expected.shape}, max |diff| {diff:.3g} > tolerance {tolerance:g} x the outputs' "
+            f"scale {_scale(expected):.3g})"
         )
     return diff
+
+
+def within_tolerance(got: np.ndarray, expected: np.ndarray, tolerance: float) -> bool:
+    """|got - expected| <= tolerance * (scale + |expected|), scale = max(1, std of expected).
+
+    Relative to the outputs' own spread: a regression network's outputs are in the target's
+    units (prices in the thousands), where float32's rounding alone reaches 4e-3 on the
+    outputs near zero, and a fixed absolute 1e-4 refused every such export.
+    """
+    return bool(np.allclose(got, expected, atol=tolerance * _scale(expected), rtol=tolerance))
+
+
+def _scale(expected: np.ndarray) -> float:
+    return max(1.0, float(np.std(expected))) if expected.size else 1.0
 
 
 def quantize_dynamic_int8(src: str | Path, dst: str | Path) -> None:

@@ -3,6 +3,7 @@ and the stage's refusals and per-variant failure rows."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -84,6 +85,18 @@ def test_onnx_export_matches_torch(arch, tmp_path):
     with torch.inference_mode():
         expected = net(torch.as_tensor(X[:7])).numpy()
     np.testing.assert_allclose(run_onnx(session(path), X[:7]), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_onnx_tolerance_follows_the_outputs_scale():
+    from lightning_modules.quantize import within_tolerance
+
+    expected = np.array([[-4000.0], [0.002], [3000.0], [8000.0]])  # a price model's spread
+    rounding = expected + np.array([[0.02], [0.004], [-0.02], [0.03]])  # float32-sized
+    assert within_tolerance(rounding, expected, 1e-4)
+    assert not within_tolerance(expected + np.array([[0], [2.0], [0], [0]]), expected, 1e-4)
+    probs = np.array([[0.2, 0.8], [0.5, 0.5]])  # spread below 1: the plain 1e-4 holds
+    assert within_tolerance(probs + 5e-5, probs, 1e-4)
+    assert not within_tolerance(probs + 5e-4, probs, 1e-4)
 
 
 def test_onnx_verification_catches_a_mismatch(tmp_path):
@@ -297,3 +310,71 @@ def test_unsupported_variant_is_a_failure_row_and_others_finish(make_params, tmp
     assert rows["prune_l1_50"]["nonzero_params"] < rows["prune_l1_50"]["params"]
     header = paths.plot.read_text().splitlines()[0].split(",")
     assert {"variant", "latency_ms_b256_p90", "val_acc", "delta"} <= set(header)
+
+
+def _trained_regression(tmp_path) -> compress.Paths:
+    """A small MLP fit to y = 900 x0 - 600 x1 + 3000 (+ noise): targets in the thousands."""
+    from lightning_modules.serialization import package, save_network
+
+    gen = np.random.default_rng(0)
+    X = gen.normal(size=(384, 6)).astype(np.float32)
+    y = (900 * X[:, 0] - 600 * X[:, 1] + 3000 + gen.normal(0, 50, len(X))).astype(np.float32)
+    np.savez(tmp_path / "train.npz", X=X[:256], y=y[:256])
+    np.savez(tmp_path / "val.npz", X=X[256:], y=y[256:])
+    kwargs = {"input_shape": [6], "n_outputs": 1, "width": 16, "depth": 1, "dropout": 0.0}
+    kwargs |= {"target_mean": float(y[:256].mean()), "target_std": float(y[:256].std())}
+    torch.manual_seed(0)
+    net = build_network("mlp", **kwargs)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    Xt, zt = torch.as_tensor(X[:256]), (torch.as_tensor(y[:256]) - net.mean) / net.std
+    for _ in range(200):
+        opt.zero_grad()
+        F.mse_loss(net.standardized(Xt)[:, 0], zt).backward()
+        opt.step()
+    save_network(
+        tmp_path / "model.pt",
+        package(net.eval(), "mlp", kwargs, "regression", {}, {"input_shape": [6]}),
+    )
+    return _paths(tmp_path)
+
+
+def test_a_variant_that_predicts_a_constant_is_degenerate_and_not_shipped(
+    make_params, tmp_path, monkeypatch
+):
+    """The bug of issue #18: a pruned regression head (all output weights zero) answers the
+    mean for every row. Such a variant is flagged `degenerate` and its file withheld; the
+    pruned network, whose output layer pruning now leaves alone, stays `ok`."""
+    from lightning_modules.pruning import output_layer
+    from stages.compress import variants as cv
+
+    paths = _trained_regression(tmp_path)
+
+    def constant(ctx, name):  # the collapse as it was: the output layer's weights all zero
+        net = copy.deepcopy(ctx.teacher)
+        with torch.no_grad():
+            output_layer(net).weight.zero_()
+        path = cv._save_pt(ctx, name, net, "mlp", ctx.meta["net_kwargs"], {})
+        return cv.Variant("pytorch", [path], cv.torch_runner(net), *cv._counts(net))
+
+    jobs = cv.jobs
+    monkeypatch.setattr(cv, "jobs", lambda c: [*jobs(c), ("head_zeroed", "test", constant)])
+    cfg = make_params(
+        {
+            "compress": {
+                "unstructured": {"sparsities": [0.5], "finetune_epochs": 1},
+                "structured": {"enabled": False},
+                "quantize": {"enabled": False},
+                "distill": {"enabled": False},
+                "latency": {"repeats": 2, "warmup": 1, "budget_s": 0.1},
+            }
+        }
+    )
+    rows = compress.run(cfg, paths)
+    bad, pruned = rows["head_zeroed"], rows["prune_l1_50"]
+    assert bad["status"] == "degenerate" and bad["val_skill"] <= 0.0
+    assert "compress.degenerate_skill 0.05" in bad["reason"] and "mean" in bad["reason"]
+    assert rows["original"]["val_skill"] > 0.9
+    assert pruned["status"] == "ok" and pruned["val_skill"] > 0.5, pruned
+    assert pruned["layer_sparsity"]["global"] == pytest.approx(0.5, abs=1e-2)
+    assert sorted(p.name for p in paths.out.iterdir()) == ["onnx_fp32.onnx", "prune_l1_50.pt"]
+    assert json.loads(paths.metrics.read_text())["head_zeroed"]["status"] == "degenerate"

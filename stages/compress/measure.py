@@ -72,6 +72,23 @@ def val_metric(task: str, outputs: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(pred == y))
 
 
+def trivial_metric(task: str, y_fit: np.ndarray, y: np.ndarray) -> float:
+    """The val metric of the trivial predictor: the fit rows' mean value or majority class."""
+    y = np.asarray(y, dtype=np.float64)
+    if task == "regression":
+        return float(np.sqrt(np.mean((y - np.mean(y_fit)) ** 2)))
+    return float(np.mean(y == np.bincount(np.asarray(y_fit, dtype=np.int64)).argmax()))
+
+
+def skill(task: str, metric: float, trivial: float) -> float:
+    """Share of the trivial predictor's error removed: 1 - mse / mse_0 (regression: R² against
+    the fit rows' mean) or (acc - acc_0) / (1 - acc_0); 1 is perfect, <= 0 no better than
+    trivial, NaN when the trivial predictor is already perfect on these rows."""
+    if task == "regression":
+        return 1.0 - (metric / trivial) ** 2 if trivial > 0 else float("nan")
+    return (metric - trivial) / (1.0 - trivial) if trivial < 1 else float("nan")
+
+
 def onnx_counts(path: str | Path) -> tuple[int, int]:
     """(numbers, non-zero numbers) in an ONNX graph's initializers."""
     import onnx

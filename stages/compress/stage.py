@@ -5,7 +5,10 @@ split (metric and latency rows). Writes `models/compressed/<variant>.{pt,onnx}` 
 scores them all on the test split), `metrics/compression.json` (one row per variant, keyed
 by name) and `plots/compression.csv`. A variant that fails (an op ONNX Runtime cannot
 quantize, an arch structured pruning does not cover) becomes a `failed` row with the
-reason; the others still finish. MLflow: one compress run, one nested run per variant.
+reason; the others still finish. A variant that falls to the trivial predictor's quality
+(val skill <= `compress.degenerate_skill` where the original's is above) becomes a
+`degenerate` row with the reason, and its file is not shipped, so evaluate and package never
+see it. MLflow: one compress run, one nested run per variant.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ def run(cfg: config.Params, paths: Paths, tracker=None) -> dict[str, dict[str, A
 
     from lightning_modules.serialization import load_network
     from stages.compress import variants as cv
-    from stages.compress.measure import measure, metric_name, torch_runner
+    from stages.compress.measure import measure, metric_name, skill, torch_runner, trivial_metric
 
     c = cfg.compress
     torch.manual_seed(cfg.seed)
@@ -85,8 +88,11 @@ def run(cfg: config.Params, paths: Paths, tracker=None) -> dict[str, dict[str, A
     task, name_of_metric = meta["task"], metric_name(meta["task"])
     fit = fit_rows.describe(cfg.train.fit_on, fit_files, len(train["y"]))
     log.info("model=%s arch=%s task=%s %s", paths.model, meta["arch"], task, fit)
+    trivial = trivial_metric(task, train["y"], y_val)
     rows: dict[str, dict[str, Any]] = {}
     original = measure(torch_runner(teacher), X_val, y_val, task, [paths.model], c.latency)
+    original["val_skill"] = round(skill(task, original[name_of_metric], trivial), 6)
+    floor = _floor(original["val_skill"], c.degenerate_skill)
     n, nz = cv._counts(teacher)
     rows["original"] = {
         "method": "none",
@@ -121,6 +127,7 @@ def run(cfg: config.Params, paths: Paths, tracker=None) -> dict[str, dict[str, A
                 }
                 row |= measure(variant.run, X_val, y_val, task, variant.files, c.latency)
                 row |= variant.info
+                row |= _degenerate(name, task, row[name_of_metric], trivial, floor)
             except Exception as exc:  # recorded as this variant's failure row; others go on
                 row |= {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:1000]}
                 log.warning("variant=%s method=%s failed: %s", name, method, row["error"])
@@ -133,6 +140,10 @@ def run(cfg: config.Params, paths: Paths, tracker=None) -> dict[str, dict[str, A
             rows[name] = row
             if tracker:
                 tracker.finish(run_id, row)
+        for name, row in rows.items():  # after the loop: int8 reads onnx_fp32 whatever it is
+            if row["status"] == "degenerate":
+                for path in out_dir.glob(f"{name}.*"):
+                    path.unlink()
     _add_comparisons(rows, name_of_metric)
     io.write_json(paths.metrics, rows)
     write_csv(paths.plot, rows)
@@ -150,13 +161,45 @@ def run(cfg: config.Params, paths: Paths, tracker=None) -> dict[str, dict[str, A
     return rows
 
 
+def _floor(original_skill: float, threshold: float) -> float | None:
+    """The skill a variant must beat: `compress.degenerate_skill`, or None (nothing flagged)
+    when the trained network itself is no better than the trivial predictor."""
+    if original_skill <= threshold:
+        log.warning(
+            "variant=original val_skill=%s <= compress.degenerate_skill %g: the trained network "
+            "is itself no better than the trivial predictor; no variant is flagged degenerate",
+            original_skill,
+            threshold,
+        )
+        return None
+    return threshold
+
+
+def _degenerate(name: str, task: str, metric: float, trivial: float, floor: float | None) -> dict:
+    """`val_skill` of one variant, plus status `degenerate` and the reason when it is at or
+    below `floor` (see `_floor`)."""
+    from stages.compress.measure import metric_name, skill
+
+    value = skill(task, metric, trivial)
+    out: dict[str, Any] = {"val_skill": round(value, 6)}
+    if floor is not None and value <= floor:  # NaN (a trivially perfect val) is never flagged
+        trivial_is = "the fit rows' mean" if task == "regression" else "the majority class"
+        out["status"] = "degenerate"
+        out["reason"] = (
+            f"val skill {value:.3f} <= compress.degenerate_skill {floor:g}: "
+            f"{metric_name(task)} {metric:.6g} vs {trivial:.6g} for {trivial_is}; not shipped"
+        )
+        log.warning("variant=%s degenerate: %s", name, out["reason"])
+    return out
+
+
 def _add_comparisons(rows: dict[str, dict[str, Any]], metric: str) -> None:
     """Delta vs the original's metric; size and batch-256 speed vs the fp32 ONNX reference."""
     base = rows["original"].get(metric)
     ref = rows.get("onnx_fp32", {})
     for row in rows.values():
         row["metric"] = metric
-        if row["status"] != "ok":
+        if row["status"] == "failed":
             continue
         row["delta"] = round(row[metric] - base, 6)
         if ref.get("status") == "ok":
@@ -221,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
             mlflow.log_metrics(
                 {
                     "variants_ok": sum(r["status"] == "ok" for r in rows.values()),
-                    "variants_failed": sum(r["status"] != "ok" for r in rows.values()),
+                    "variants_failed": sum(r["status"] == "failed" for r in rows.values()),
+                    "variants_degenerate": sum(r["status"] == "degenerate" for r in rows.values()),
                 }
             )
 

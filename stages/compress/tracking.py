@@ -1,8 +1,9 @@
 """One nested MLflow run per compressed variant, under the compress stage's run.
 
 Created with the client API and the `mlflow.parentRunId` tag (as the tune stage's trial
-runs are); each ends FINISHED, or FAILED with the variant's error as a tag, or KILLED when
-Ctrl-C/SIGTERM stops the stage during that variant.
+runs are); each ends FINISHED (a degenerate variant with its reason as the `degenerate`
+tag), or FAILED with the variant's error as a tag, or KILLED when Ctrl-C/SIGTERM stops the
+stage during that variant.
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ class VariantRuns:
         )
         if row.get("error"):
             self.client.set_tag(run_id, "error", row["error"][:5000])
-        self.client.set_terminated(run_id, status="FINISHED" if row["status"] == "ok" else "FAILED")
+        if row.get("reason"):
+            self.client.set_tag(run_id, "degenerate", row["reason"][:5000])
+        failed = row["status"] == "failed"
+        self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
 
     def kill(self, run_id: str) -> None:
         """The stage was interrupted during this variant: end its run KILLED, not RUNNING."""

@@ -10,7 +10,8 @@ ARCHS = ("mlp", "cnn", "resnet", "transformer", "lstm", "gru")
 
 
 class UnstructuredParams(Section):
-    """Global L1 magnitude pruning of every Linear/Conv weight (torch.nn.utils.prune)."""
+    """Global L1 magnitude pruning of hidden Linear/Conv/LSTM/GRU weights (torch.nn.utils.prune);
+    the output layer is kept."""
 
     enabled: bool = True
     sparsities: list[float] = Field([0.5, 0.8, 0.9], min_length=1)
@@ -71,6 +72,15 @@ class CompressParams(Section):
     use_augmented: bool = Field(True, description="fine-tune/distill on data/augmented")
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0.0, le=1.0, description="AdamW lr for fine-tuning and students")
+    degenerate_skill: float = Field(
+        0.05,
+        ge=0.0,
+        lt=1.0,
+        description="a variant whose val skill over the trivial predictor (regression: R² "
+        "against the fit rows' mean; classification: (acc - majority) / (1 - majority)) is "
+        "at or below this, where the original's is above, is `degenerate`: flagged, its file "
+        "not shipped",
+    )
     unstructured: UnstructuredParams = UnstructuredParams()
     structured: StructuredParams = StructuredParams()
     quantize: QuantizeParams = QuantizeParams()
