@@ -1,7 +1,8 @@
 """Rank scored candidates by the headline metric and compare the top one with each other.
 
 `leaderboard.json` is what `dvc metrics show/diff` reads: a nested mapping of numbers,
-`candidates.<name>.<metric>`, plus the headline's CI bounds and each candidate's rank.
+`candidates.<name>.<metric>`, plus the headline's CI bounds, each candidate's rank and
+whether it is on the Pareto front of quality, latency and bytes (`pareto`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,38 @@ def ranked(scores: dict[str, dict[str, Any]], headline: str) -> list[str]:
         return (missing, -sign * (0.0 if missing else v), speed, name)
 
     return sorted(scores, key=key)
+
+
+# minimized, next to the headline: what a candidate costs to serve and to ship
+PARETO_COSTS = ("latency_ms_b1", "bytes")
+
+
+def non_dominated(points: list[tuple[float | None, ...]], maximize: tuple[bool, ...]) -> list[bool]:
+    """For each point, whether it is on the Pareto front.
+
+    A point is dominated when another is at least as good on every axis and strictly better
+    on one; equal points do not dominate each other. A point with a missing or NaN
+    coordinate is never on the front and dominates nothing.
+    """
+    sign = np.where(maximize, -1.0, 1.0)  # every axis as "lower is better"
+    costs = [
+        sign * np.asarray(p, dtype=np.float64)
+        if all(v is not None and np.isfinite(v) for v in p)
+        else None
+        for p in points
+    ]
+    others = [c for c in costs if c is not None]
+    return [
+        c is not None and not any(np.all(o <= c) and np.any(o < c) for o in others) for c in costs
+    ]
+
+
+def pareto(scores: dict[str, dict[str, Any]], headline: str) -> dict[str, bool]:
+    """Candidate -> non-dominated on (headline, batch-1 latency, bytes on disk)."""
+    names = list(scores)
+    points = [(scores[n].get(headline), *(scores[n].get(k) for k in PARETO_COSTS)) for n in names]
+    flags = non_dominated(points, (HEADLINES[headline], *(False for _ in PARETO_COSTS)))
+    return dict(zip(names, flags, strict=True))
 
 
 def compare(
@@ -97,10 +130,11 @@ def leaderboard_json(
     cis: dict[str, tuple[float, float]],
     confidence: float,
 ) -> dict[str, Any]:
-    candidates = {}
+    candidates, front = {}, pareto(scores, headline)
     for rank, name in enumerate(order, 1):
         entry = {"rank": rank}
         entry.update({k: scores[name][k] for k in LEADERBOARD_KEYS if k in scores[name]})
+        entry["pareto"] = front[name]
         low, high = cis.get(name, (None, None))
         entry[f"{headline}_ci_low"], entry[f"{headline}_ci_high"] = low, high
         candidates[name] = entry

@@ -3,7 +3,8 @@
 Classification: confusion matrix (CSV for dvc's confusion template + PNG) of the best
 candidate; ROC and precision-recall curves of every candidate with probabilities on binary
 tasks. Regression: predicted-vs-actual and residuals. Always: the headline-vs-latency
-scatter with marker area proportional to bytes on disk (the Pareto view).
+scatter with marker area proportional to bytes on disk, the non-dominated candidates marked
+(the Pareto view).
 """
 
 from __future__ import annotations
@@ -124,19 +125,38 @@ def _regression(out, y, pred, best) -> list[Path]:
 
 
 def _pareto(path: Path, table: dict[str, Any], headline: str) -> Path:
+    """Headline vs latency, marker area ~ bytes. The leaderboard's non-dominated candidates
+    (`pareto`: no other is at least as good on quality, latency and bytes and better on one)
+    are filled and ringed, the dominated ones hollow and grey."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     sizes = np.array([max(r.get("bytes") or 1, 1) for r in table.values()], dtype=np.float64)
     area = 30 + 600 * sizes / sizes.max()
+    labelled = set()
     for (name, row), a in zip(table.items(), area, strict=True):
         x, v = row.get("latency_ms_b1"), row.get(headline)
         if x is None or v is None:
             continue
-        ax.scatter(x, v, s=a, alpha=0.5)
-        ax.annotate(name, (x, v), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        front = bool(row.get("pareto"))
+        label = "non-dominated" if front else "dominated"
+        style = (
+            {"color": "tab:blue", "edgecolors": "black", "linewidths": 1.2, "alpha": 0.8}
+            if front
+            else {"facecolors": "none", "edgecolors": "grey", "alpha": 0.7}
+        )
+        ax.scatter(x, v, s=a, label=None if label in labelled else label, **style)
+        labelled.add(label)
+        ax.annotate(
+            name, (x, v), fontsize=7, xytext=(4, 4), textcoords="offset points",
+            fontweight="bold" if front else "normal",
+        )  # fmt: skip
     ax.set_xscale("log")
     ax.set_xlabel("batch-1 latency (ms, log scale)")
     ax.set_ylabel(f"test {headline}")
     ax.set_title("quality vs latency (marker area ~ bytes on disk)", fontsize=9)
+    if labelled:
+        legend = ax.legend(fontsize=7, title="quality, latency, bytes", title_fontsize=7)
+        for handle in legend.legend_handles:  # one marker size, whatever the first one's bytes
+            handle.set_sizes([40])
     save_figure(fig, path)
     return path

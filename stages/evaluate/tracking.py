@@ -64,6 +64,7 @@ def _tag_candidate_runs(summary: dict[str, Any]) -> None:
             continue
         client.set_tag(run_id, "leaderboard_rank", str(row["rank"]))
         client.set_tag(run_id, "best_model", str(name == board["best"]).lower())
+        client.set_tag(run_id, "pareto_front", str(bool(row.get("pareto"))).lower())
     best_run = summary["run_ids"].get(board["best"])
     if best_run:
         log.info("tagged best model's run %s (%s)", best_run, board["best"])

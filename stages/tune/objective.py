@@ -93,7 +93,10 @@ class PruneOnEpoch(L.Callback):
                 # 0-based epoch index: with min_resource 1 the first rung then comes after
                 # one epoch, and the last report reaches max_resource = tune.max_epochs
                 trial.report(value, epoch + 1)
-                prune = trial.should_prune()
+                # Hyperband's rungs go up to max_resource: a "prune" after the last epoch
+                # would save nothing and throw away a fully trained trial's value
+                last = trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs
+                prune = not last and trial.should_prune()
                 if prune:
                     trial.set_user_attr(PRUNED_AT, epoch)
         prune = bool(trainer.strategy.broadcast(prune, src=0))

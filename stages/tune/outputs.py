@@ -24,6 +24,25 @@ def best_params(study) -> tuple[int, list[float], dict[str, Any]]:
     return best.number, list(best.values), dict(best.params)
 
 
+def pareto_front(study, names: list[str]) -> list[dict[str, Any]]:
+    """The study's non-dominated complete trials, best on the first objective first.
+
+    A list, so `dvc metrics show` keeps to the numbers (it skips lists) while the file still
+    holds each front trial's number, objective values, params and MLflow run.
+    """
+    sign = 1 if study.directions[0].name == "MAXIMIZE" else -1
+    front = sorted(study.best_trials, key=lambda t: (-sign * t.values[0], t.number))
+    return [
+        {
+            "trial": t.number,
+            "values": dict(zip(names, t.values, strict=True)),
+            "params": dict(t.params),
+            "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+        }
+        for t in front
+    ]
+
+
 def write_outputs(
     study, cfg: config.Params, out_dir: Path, metrics_path: Path, wall: float, metric: str
 ) -> dict[str, Any]:
@@ -40,8 +59,10 @@ def write_outputs(
         "wall_seconds": round(wall, 2),
     }
     if len(values) > 1:
-        metrics["best_values"] = dict(zip([metric, *cfg.tune.objectives], values, strict=True))
-        metrics["pareto_front_size"] = len(study.best_trials)
+        names = [metric, *cfg.tune.objectives]
+        metrics["best_values"] = dict(zip(names, values, strict=True))
+        metrics["pareto_front"] = pareto_front(study, names)
+        metrics["pareto_front_size"] = len(metrics["pareto_front"])
     with io.atomic_file(out_dir / "best_params.yaml") as tmp:
         import yaml
 

@@ -21,6 +21,7 @@ from stages.runtime.errors import UserError
 from stages.tune import study as st
 from stages.tune.naming import study_name
 from stages.tune.outputs import write_outputs
+from stages.tune.trial_runs import log_pareto_front
 from stages.tune.worker import run_worker
 
 SECTIONS = ("seed", "model", "train", "augment", "tune")
@@ -130,7 +131,7 @@ class TuneSession:
                 time.perf_counter() - started,
                 self.metric,
             )
-            self._log_parent(metrics)
+            self._log_parent(metrics, study)
         return metrics
 
     def run_as_worker(self) -> None:
@@ -233,10 +234,13 @@ class TuneSession:
             )
             time.sleep(min(5, self.cfg.tune.heartbeat_interval))
 
-    def _log_parent(self, metrics: dict[str, Any]) -> None:
+    def _log_parent(self, metrics: dict[str, Any], study: optuna.Study) -> None:
         numeric = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
         numeric.update({f"trials_{k}": v for k, v in metrics["trials"].items()})
         mlflow.log_metrics(numeric)
         mlflow.set_tag("best_trial", str(metrics["best_trial"]))
         mlflow.log_artifact(str(self.out / "best_params.yaml"))
         mlflow.log_artifacts(str(self.out / "plots"), artifact_path="plots")
+        if "pareto_front" in metrics:
+            run_id = mlflow.active_run().info.run_id
+            log_pareto_front(mlflow.MlflowClient(), run_id, study, metrics["pareto_front"])

@@ -113,3 +113,28 @@ class EpochSink:
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_client": None, "_pending": []}
+
+
+def log_pareto_front(client: MlflowClient, parent_run_id: str, study, front: list[dict]) -> None:
+    """A multi-objective study's front, where MLflow users look for it.
+
+    On the parent run: a table artifact `pareto_front.json` (one row per front trial: its
+    number, objective values, params and run id) and the tag `pareto_front_trials`. On every
+    complete trial's run: the tag `pareto_front` = true/false, rewritten on each stage run
+    since a resumed study's front moves, so `tags.pareto_front = 'true'` finds the front.
+    """
+    from optuna.trial import TrialState
+
+    params = sorted({k for row in front for k in row["params"]})
+    columns: dict[str, list[Any]] = {"trial": [row["trial"] for row in front]}
+    for name in front[0]["values"] if front else ():
+        columns[name] = [row["values"][name] for row in front]
+    for key in params:
+        columns[key] = [row["params"].get(key) for row in front]
+    columns["mlflow_run_id"] = [row["mlflow_run_id"] for row in front]
+    client.log_table(parent_run_id, data=columns, artifact_file="pareto_front.json")
+    on_front = {row["trial"] for row in front}
+    client.set_tag(parent_run_id, "pareto_front_trials", ",".join(map(str, sorted(on_front))))
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if run_id := t.user_attrs.get("mlflow_run_id"):
+            client.set_tag(run_id, "pareto_front", str(t.number in on_front).lower())
