@@ -9,8 +9,9 @@ all alike:
 Epoch time = the training part of an epoch (History's train_seconds); steady = the median
 of the epochs after the first. Compile cost = (first epoch train + val seconds) minus the
 steady epoch's: torch.compile traces and builds kernels on the first training and the
-first validation batch. The inductor cache (`/tmp/torchinductor_$USER`) is cleared before
-each compiled run unless --warm, so the figure is a cold compile.
+first validation batch. Each run is its own process with a fresh inductor cache
+(TORCHINDUCTOR_CACHE_DIR), so the figure is a cold compile, unless --warm (one shared
+cache: what a second run, or the next tuning trial, pays).
 
     python benchmarks/compile_benchmark.py [--epochs 4] [--threads 2] [--modes default]
 """
@@ -18,10 +19,11 @@ each compiled run unless --warm, so the figure is a cold compile.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
+import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -68,48 +70,67 @@ def _history(path: Path):
         yield {k: float(v) for k, v in zip(head, line.split(","), strict=True) if v}
 
 
+WORKLOADS = {
+    "digits cnn (default)": ({"train": {"use_augmented": False}}, "digits"),
+    "28x28 cnn w32 b128": (
+        {
+            "model": {"arch": "cnn", "width": 32},
+            "train": {"batch_size": 128, "use_augmented": False},
+        },
+        "generated",
+    ),
+}
+
+
+def measure_one(label: str, mode: str, epochs: int, threads: int, tmp: Path) -> dict:
+    overrides, source = WORKLOADS[label]
+    if source == "generated":
+        source = str(generated_28x28(tmp / "g28.npz"))
+    train = {**overrides.get("train", {}), "compile": mode}
+    cfg = params(
+        epochs, threads, overrides={**overrides, "data": {"source": source}, "train": train}
+    )
+    src = tmp / "prepared"
+    prepare.run(cfg, src, root=tmp)
+    return one_run(cfg, src, tmp, mode)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--modes", nargs="+", default=["default"])
-    ap.add_argument("--warm", action="store_true", help="keep the inductor cache")
+    ap.add_argument("--warm", action="store_true", help="one inductor cache for every run")
+    ap.add_argument("--one", nargs=2, metavar=("WORKLOAD", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    cache = Path(tempfile.gettempdir()) / f"torchinductor_{getpass.getuser()}"
-    with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
-        workloads = {
-            "digits cnn (default)": ({"train": {"use_augmented": False}}, {"source": "digits"}),
-            "28x28 cnn w32 b128": (
-                {
-                    "model": {"arch": "cnn", "width": 32},
-                    "train": {"batch_size": 128, "use_augmented": False},
-                },
-                {"source": str(generated_28x28(tmp / "g28.npz"))},
-            ),
-        }
-        print("| workload | mode | steady epoch s | compiled / eager | compile s |")
-        print("|---|---|---:|---:|---:|")
-        for label, (overrides, data) in workloads.items():
-            base = params(args.epochs, args.threads, overrides={**overrides, "data": data})
-            src = tmp / f"prepared-{len(label)}"
-            prepare.run(base, src, root=tmp)
-            eager = one_run(base, src, tmp, f"eager-{len(label)}")
-            print(f"| {label} | off | {eager['steady']:.3f} | 1.00 | - |", flush=True)
-            for mode in args.modes:
-                if not args.warm:
-                    shutil.rmtree(cache, ignore_errors=True)
-                train = {**overrides.get("train", {}), "compile": mode}
-                cfg = params(
-                    args.epochs, args.threads, overrides={**overrides, "data": data, "train": train}
-                )
-                got = one_run(cfg, src, tmp, f"{mode}-{len(label)}")
-                ratio = got["steady"] / eager["steady"]
-                print(
-                    f"| {label} | {mode} | {got['steady']:.3f} | {ratio:.2f} | "
-                    f"{got['compile']:.1f} |",
-                    flush=True,
-                )
+    if args.one:
+        with tempfile.TemporaryDirectory() as d:
+            got = measure_one(*args.one, args.epochs, args.threads, Path(d))
+        print("RESULT " + json.dumps(got))
+        return
+    shared = tempfile.mkdtemp(prefix="inductor-")
+    print("| workload | mode | steady epoch s | compiled / eager | compile s |")
+    print("|---|---|---:|---:|---:|")
+    for label in WORKLOADS:
+        eager = None
+        for mode in ["off", *args.modes]:
+            cache = shared if args.warm else tempfile.mkdtemp(prefix="inductor-")
+            out = subprocess.run(
+                [sys.executable, __file__, "--one", label, mode,
+                 "--epochs", str(args.epochs), "--threads", str(args.threads)],
+                capture_output=True, text=True, env=os.environ | {"TORCHINDUCTOR_CACHE_DIR": cache},
+            )  # fmt: skip
+            if not args.warm:
+                shutil.rmtree(cache, ignore_errors=True)
+            lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+            if not lines:
+                print(f"| {label} | {mode} | failed: {out.stderr.strip().splitlines()[-1:]} | | |")
+                continue
+            got = json.loads(lines[-1][len("RESULT ") :])
+            eager = eager or got
+            ratio = got["steady"] / eager["steady"]
+            cost = "-" if mode == "off" else f"{got['compile']:.1f}"
+            print(f"| {label} | {mode} | {got['steady']:.3f} | {ratio:.2f} | {cost} |", flush=True)
 
 
 if __name__ == "__main__":
