@@ -243,3 +243,50 @@ def test_multi_objective_study_writes_a_non_dominated_front(
     }
     assert tagged == on_front and len(runs) == 5
     assert (tmp_path / "tuning" / "plots" / "pareto_front.png").exists()
+
+
+def test_trial_zero_is_the_current_params_and_the_study_plots_are_written(
+    shipped_params, prepared, tmp_path, mlflow_store
+):
+    """A new study starts from params.yaml's values when they lie in the space, and the
+    intermediate-values (what the pruner saw) and timeline views are among its plots."""
+    tune = {
+        "n_trials": 3,
+        "max_epochs": 2,
+        "pruner": "median",
+        "sampler": "tpe",
+        "n_startup_trials": 2,
+        "search_space": {
+            "train.optimizer.lr": {"type": "float", "low": 1e-3, "high": 2e-2, "log": True},
+            "model.width": {"type": "categorical", "choices": [4, 8]},
+        },
+    }
+    metrics, study, _ = _tune(shipped_params, prepared, tmp_path, tune)
+    first = study.trials[0]
+    lr = shipped_params["train"]["optimizer"]["lr"]
+    assert first.params == {"train.optimizer.lr": lr, "model.width": TINY["model"]["width"]}
+    assert first.user_attrs["source"] == "params.yaml" and metrics["finished"] == 3
+    assert all("source" not in t.user_attrs for t in study.trials[1:])
+    plots = {p.name for p in (tmp_path / "tuning" / "plots").iterdir()}
+    assert {"intermediate_values.png", "intermediate_values.html", "timeline.png"} <= plots
+
+
+def test_current_point_is_refused_outside_the_space():
+    from stages.common.search_space import current_point
+    from stages.schema.tune import Distribution
+
+    space = {
+        "train.optimizer.name": Distribution(type="categorical", choices=["adamw", "nesterov"]),
+        "train.optimizer.momentum": Distribution(
+            type="float", low=0.8, high=0.99, when={"train.optimizer.name": ["nesterov"]}
+        ),
+        "model.width": Distribution(type="int", low=8, high=64, step=8),
+    }
+    values = {"train": {"optimizer": {"name": "adamw", "momentum": 0.5}}, "model": {"width": 32}}
+    point, why = current_point(space, values)  # momentum is inactive for adamw: not checked
+    assert point == {"train.optimizer.name": "adamw", "model.width": 32} and why == ""
+    values["model"]["width"] = 30
+    off_grid = "model.width = 30 is off the grid of step 8 from 8"
+    assert current_point(space, values) == (None, off_grid)
+    values["model"]["width"] = 128
+    assert current_point(space, values)[1] == "model.width = 128 lies outside [8, 64]"

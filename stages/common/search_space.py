@@ -130,4 +130,41 @@ def suggest(trial: Any, space: dict[str, Distribution]) -> dict[str, Any]:
     return chosen
 
 
+def current_point(
+    space: dict[str, Distribution], values: dict[str, Any]
+) -> tuple[dict[str, Any] | None, str]:
+    """The point `values` (the validated params as plain data) is in this space, or None
+    and why not: (point, "") when every active dimension's current value lies inside it."""
+    chosen: dict[str, Any] = {}
+    for path, dist in space.items():
+        if dist.when and not all(chosen.get(k, _MISSING) in v for k, v in dist.when.items()):
+            continue
+        value: Any = values
+        for key in path.split("."):
+            value = value.get(key, _MISSING) if isinstance(value, dict) else _MISSING
+        why = _outside(dist, value)
+        if why:
+            return None, f"{path} = {value!r} {why}"
+        chosen[path] = value
+    return chosen, ""
+
+
+def _outside(dist: Distribution, value: Any) -> str:
+    """'' when `value` is a point of `dist`, else what is wrong."""
+    if value is _MISSING:
+        return "is not set"
+    if dist.type == "categorical":
+        return "" if value in dist.choices else f"is not one of {dist.choices}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "is not a number"
+    if dist.type == "int" and value != int(value):
+        return "is not an integer"
+    if not dist.low <= value <= dist.high:
+        return f"lies outside [{dist.low:g}, {dist.high:g}]"
+    step = dist.step or (1 if dist.type == "int" else None)
+    if step and abs((value - dist.low) / step - round((value - dist.low) / step)) > 1e-9:
+        return f"is off the grid of step {step:g} from {dist.low:g}"
+    return ""
+
+
 _MISSING = object()

@@ -11,7 +11,8 @@ log = logging.getLogger("reprolab.tune")
 
 
 def write_plots(study: optuna.Study, out_dir: Path, multi_objective: bool) -> list[Path]:
-    """Write history, importances, parallel coordinate (+ Pareto front) as PNG and HTML."""
+    """Write history, importances, parallel coordinate, timeline, and the intermediate values
+    (single objective) or the Pareto front (several), as PNG and HTML."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,9 +30,13 @@ def write_plots(study: optuna.Study, out_dir: Path, multi_objective: bool) -> li
     }
     if multi_objective:
         kinds = {**kinds, "pareto_front": "plot_pareto_front"}
+    else:  # what the pruner did: each trial's val metric per epoch (none when multi-objective)
+        kinds = {**kinds, "intermediate_values": "plot_intermediate_values"}
+    kinds = {**kinds, "timeline": "plot_timeline"}  # trials over time, per worker
+    whole = ("pareto_front", "intermediate_values", "timeline")  # take no target
     written = []
     for kind, fn in kinds.items():
-        kwargs = {} if kind == "pareto_front" else {"target": target, "target_name": name}
+        kwargs = {} if kind in whole else {"target": target, "target_name": name}
         try:
             getattr(pv, fn)(study, **kwargs).write_html(
                 out_dir / f"{kind}.html", include_plotlyjs=True

@@ -69,6 +69,7 @@ class TuneSession:
         started = time.perf_counter()
         study = self.open()
         st.recover_stale_trials(study)
+        self._enqueue_current_params(study)
         done = st.count(study)
         log.info(
             "study=%s storage=%s finished=%d/%s workers=%d",
@@ -133,6 +134,20 @@ class TuneSession:
             )
             self._log_parent(metrics, study)
         return metrics
+
+    def _enqueue_current_params(self, study) -> None:
+        """A new study's trial 0 is params.yaml's own values, when they lie inside the
+        space: the search then cannot end worse (on val) than the untuned defaults."""
+        if study.get_trials(deepcopy=False):
+            return
+        from stages.common.search_space import current_point
+
+        point, why = current_point(self.cfg.tune.search_space, self.cfg.model_dump(mode="json"))
+        if point is None:
+            log.info("trial 0 is not params.yaml's values: %s (outside the search space)", why)
+            return
+        study.enqueue_trial(point, user_attrs={"source": "params.yaml"})
+        log.info("trial 0 = params.yaml's current values: %s", point)
 
     def run_as_worker(self) -> None:
         study = self.open()
