@@ -111,7 +111,8 @@ def test_classification_outputs_and_report(make_params, tmp_path):
     assert 0.5 < board["candidates"]["logreg_l2"]["roc_auc"] <= 1.0
     plots = tmp_path / "plots"
     assert {p.name for p in plots.iterdir()} == {
-        "confusion.csv", "confusion.png", "roc.csv", "roc.png", "pr.png", "pareto.png"
+        "confusion.csv", "confusion.png", "calibration.png", "roc.csv", "roc.png", "pr.png",
+        "pareto.png",
     }  # fmt: skip
     rows = (plots / "confusion.csv").read_text().splitlines()
     assert rows[0] == "actual,predicted" and len(rows) == 1 + summary["schema"]["rows"]["test"]
@@ -122,7 +123,7 @@ def test_classification_outputs_and_report(make_params, tmp_path):
     assert "](../plots/confusion.png)" in md
     assert "| evaluate.bootstrap | " in md and '"evaluate": {' not in md  # a diff, not a dump
     html = (tmp_path / "reports" / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4
+    assert html.count("data:image/png;base64,") == 5
     assert "http://" not in html and "https://" not in html  # self-contained
 
 

@@ -167,7 +167,7 @@ def test_report_renders_in_headless_chromium(report_html, tmp_path):
         or (e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")
     ]  # fmt: skip
     assert errors == []
-    assert page["images"] == 4 and page["loaded"] == 4  # every inline image decodes
+    assert page["images"] == 5 and page["loaded"] == 5  # every inline image decodes
     assert page["rows"] == 3 and page["title"] == "Evaluation report: breast_cancer"
     png = base64.b64decode(shot["data"])
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000

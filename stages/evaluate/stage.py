@@ -96,8 +96,9 @@ def run(
     io.write_json(metrics_path, board)
     with io.atomic_dir(plots_dir) as tmp:
         images = plots_evaluate.write_all(
-            tmp, task, y, preds, order[0], classes, board["candidates"], headline
-        )
+            tmp, task, y, preds, order[0], classes, board["candidates"], headline,
+            bins=ev.calibration_bins,
+        )  # fmt: skip
     images = [Path(plots_dir) / p.name for p in images]
     by_name = {c.name: c for c in candidates}
     summary = {
