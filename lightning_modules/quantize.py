@@ -259,14 +259,8 @@ def _static(prepared: Path, dst: Path, calibration, method, per_channel, exclude
 
 def _seconds(path: Path, batch: np.ndarray, threads: int, repeats: int = 15) -> float:
     """Median seconds per call of `batch` through `session(path)`, after warm-up."""
-    import time
+    from lightning_modules.timing import call_seconds
 
     sess = session(path, threads)
-    for _ in range(3):
-        run_onnx(sess, batch, batch_size=len(batch))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run_onnx(sess, batch, batch_size=len(batch))
-        times.append(time.perf_counter() - start)
+    times = call_seconds(lambda: run_onnx(sess, batch, batch_size=len(batch)), 3, repeats)
     return float(np.median(times))

@@ -8,11 +8,12 @@ call; the median of up to `repeats` timed calls within `budget_s` is reported in
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+
+from lightning_modules.timing import call_seconds
 
 BATCHES = (1, 256)
 
@@ -55,12 +56,6 @@ def measure(
     with limited_threads(threads):
         for size in BATCHES:
             batch = batch_of(X, size)
-            predict(batch)  # warm-up: lazy init, caches
-            times: list[float] = []
-            deadline = time.perf_counter() + budget_s
-            while len(times) < repeats and (not times or time.perf_counter() < deadline):
-                start = time.perf_counter()
-                predict(batch)
-                times.append(time.perf_counter() - start)
+            times = call_seconds(lambda b=batch: predict(b), 1, repeats, budget_s)
             out[f"latency_ms_b{size}"] = round(float(np.median(times)) * 1000, 4)
     return out

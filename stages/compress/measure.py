@@ -7,13 +7,13 @@ rows tiled), after `warmup` untimed calls; p50 and p90 of up to `repeats` timed 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lightning_modules.timing import call_seconds
 from stages.common.latency import BATCHES, batch_of, limited_threads
 
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -45,14 +45,7 @@ def latency(
     with limited_threads(threads):
         for size in BATCHES:
             batch = np.ascontiguousarray(batch_of(X, size), dtype=np.float32)
-            for _ in range(warmup):
-                run(batch)
-            times: list[float] = []
-            deadline = time.perf_counter() + budget_s
-            while len(times) < repeats and (len(times) < 2 or time.perf_counter() < deadline):
-                start = time.perf_counter()
-                run(batch)
-                times.append(time.perf_counter() - start)
+            times = call_seconds(lambda b=batch: run(b), warmup, repeats, budget_s, min_calls=2)
             p50, p90 = np.percentile(times, [50, 90]) * 1000
             out[f"latency_ms_b{size}_p50"] = round(float(p50), 4)
             out[f"latency_ms_b{size}_p90"] = round(float(p90), 4)

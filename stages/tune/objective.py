@@ -186,23 +186,16 @@ def _in_process_ddp(cfg: config.Params) -> config.Params:
 
 def _extra_objective(name: str, model_path: Path) -> float:
     """Secondary objectives, minimized: parameter count, or batch-1 latency in ms."""
-    import time
-
     import numpy as np
     import torch
 
     from lightning_modules.serialization import load_network
+    from lightning_modules.timing import call_seconds
 
     net, meta = load_network(model_path)
     if name == "params":
         return float(sum(p.numel() for p in net.parameters()))
     x = torch.zeros((1, *meta["schema"]["input_shape"]), dtype=torch.float32)
     with torch.inference_mode():
-        for _ in range(5):
-            net(x)
-        times = []
-        for _ in range(30):
-            t0 = time.perf_counter()
-            net(x)
-            times.append(time.perf_counter() - t0)
+        times = call_seconds(lambda: net(x), warmup=5, repeats=30)
     return float(np.median(times) * 1000)
