@@ -125,7 +125,7 @@ def prune_structured(
     import torch_pruning as tp
 
     net.eval()
-    pruner = tp.pruner.MagnitudePruner(
+    pruner = tp.pruner.BasePruner(  # MagnitudePruner is its deprecated alias in 1.6
         net,
         example,
         importance=tp.importance.MagnitudeImportance(p=1 if norm == "l1" else 2),
@@ -134,6 +134,19 @@ def prune_structured(
     )
     pruner.step()
     return net
+
+
+def count_macs(net: nn.Module, example: torch.Tensor) -> int | None:
+    """Multiply-accumulates of one forward pass on one row (dense: zeros still count), by
+    torch-pruning's op counter; None where it cannot trace the network."""
+    import torch_pruning as tp
+
+    try:
+        with torch.inference_mode():
+            macs, _ = tp.utils.count_ops_and_params(net.eval(), example[:1])
+    except Exception:  # an op its counter does not know: the column is left empty
+        return None
+    return int(macs)
 
 
 def count_params(net: nn.Module) -> tuple[int, int]:

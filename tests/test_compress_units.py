@@ -18,6 +18,7 @@ from lightning_modules.distill import kd_loss
 from lightning_modules.networks import build_network
 from lightning_modules.pruning import (
     STRUCTURED_ARCHS,
+    count_macs,
     count_params,
     layer_sparsity,
     prune_structured,
@@ -57,11 +58,12 @@ def test_structured_pruning_shrinks_the_network_and_keeps_output_shapes(arch):
     shape = SHAPES[arch]
     net = build_network(arch, shape, 10).eval()
     x = torch.randn(5, *shape)
-    before = count_params(net)[0]
+    before, macs_before = count_params(net)[0], count_macs(net, x)
     convs_before = [m.out_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     prune_structured(net, arch, x[:2], ratio=0.5)
     after = count_params(net)[0]
     assert after < 0.5 * before
+    assert count_macs(net, x) < 0.5 * macs_before  # half the channels: under half the MACs
     assert net(x).shape == (5, 10)
     convs_after = [m.out_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     assert all(a < b for a, b in zip(convs_after, convs_before, strict=True))

@@ -33,6 +33,7 @@ CSV_COLUMNS = (
     "runtime",
     "params",
     "nonzero_params",
+    "macs",
     "bytes",
     "latency_ms_b1_p50",
     "latency_ms_b1_p90",
@@ -72,6 +73,7 @@ def run(cfg: config.Params, paths: Paths, tracker=None) -> dict[str, dict[str, A
         raise UserError(f"missing trained model {paths.model}; produce it with `dvc repro train`")
     import torch
 
+    from lightning_modules.pruning import count_macs
     from lightning_modules.serialization import load_network
     from stages.compress import variants as cv
     from stages.compress.measure import measure, metric_name, skill, torch_runner, trivial_metric
@@ -101,6 +103,7 @@ def run(cfg: config.Params, paths: Paths, tracker=None) -> dict[str, dict[str, A
         "params": n,
         "nonzero_params": nz,
         **original,
+        "macs": count_macs(teacher, torch.as_tensor(X_val[:1])),
     }
     with io.atomic_dir(paths.out) as out_dir:
         ctx = cv.Context(
@@ -212,7 +215,7 @@ def _add_comparisons(rows: dict[str, dict[str, Any]], metric: str) -> None:
 def write_csv(path: Path, rows: dict[str, dict[str, Any]]) -> None:
     """plots/compression.csv: one line per variant for the size/latency/metric plot."""
     metric = next(iter(rows.values()))["metric"]
-    columns = [*CSV_COLUMNS[:11], metric, *CSV_COLUMNS[11:]]
+    columns = [*CSV_COLUMNS[:12], metric, *CSV_COLUMNS[12:]]
     with io.atomic_file(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, columns, extrasaction="ignore")
         writer.writeheader()

@@ -61,6 +61,13 @@ def _counts(net: torch.nn.Module) -> tuple[int, int]:
     return count_params(net)
 
 
+def macs(ctx: Context, net: torch.nn.Module) -> int | None:
+    """MACs of one row through `net` (the `macs` column: what the runtime multiplies)."""
+    from lightning_modules.pruning import count_macs
+
+    return count_macs(net, torch.as_tensor(ctx.X_val[:1]))
+
+
 def _finetune(ctx: Context, net, epochs: int, teacher=None, alpha=1.0, temperature=1.0):
     from lightning_modules.distill import DistillationModule, fit
 
@@ -100,7 +107,8 @@ def reference(ctx: Context, name: str) -> Variant:
     path = ctx.out_dir / f"{name}.onnx"
     export_onnx(ctx.teacher, torch.as_tensor(ctx.X_val[:2]), path, q.opset)
     diff = verify_onnx(ctx.teacher, path, ctx.X_val, q.tolerance)
-    return _onnx_variant(ctx, path, {"onnx_max_abs_diff": diff}, _counts(ctx.teacher))
+    info = {"onnx_max_abs_diff": diff, "macs": macs(ctx, ctx.teacher)}
+    return _onnx_variant(ctx, path, info, _counts(ctx.teacher))
 
 
 def unstructured(ctx: Context, name: str, sparsity: float) -> Variant:
@@ -122,6 +130,7 @@ def unstructured(ctx: Context, name: str, sparsity: float) -> Variant:
         "target_sparsity": sparsity,
         "sparsity": per_layer["global"],
         "layer_sparsity": per_layer,
+        "macs": macs(ctx, net),  # dense kernels: the zeros are multiplied too
     }
     return Variant("pytorch", [path], torch_runner(net), *_counts(net), info)
 
@@ -138,7 +147,8 @@ def structured(ctx: Context, name: str) -> Variant:
     path = ctx.out_dir / f"{name}.onnx"
     export_onnx(net, example, path, ctx.cfg.quantize.opset)
     diff = verify_onnx(net, path, ctx.X_val, ctx.cfg.quantize.tolerance)
-    return _onnx_variant(ctx, path, {"ratio": s.ratio, "onnx_max_abs_diff": diff}, _counts(net))
+    info = {"ratio": s.ratio, "onnx_max_abs_diff": diff, "macs": macs(ctx, net)}
+    return _onnx_variant(ctx, path, info, _counts(net))
 
 
 def int8(ctx: Context, name: str, mode: str) -> Variant:
@@ -165,6 +175,7 @@ def int8(ctx: Context, name: str, mode: str) -> Variant:
         )
         info = {"mode": "static", "calibration": q.calibration, "calibration_rows": len(rows)}
         info["fp32_nodes"] = fp32  # a shallow input conv kept fp32 when that timed faster
+    info["macs"] = macs(ctx, ctx.teacher)  # the fp32 graph's operations, in int8
     return _onnx_variant(ctx, path, info)
 
 
@@ -197,6 +208,7 @@ def student(ctx: Context, name: str, distilled: bool) -> Variant:
         "epochs": d.epochs,
         "alpha": alpha,
         "temperature": d.temperature if distilled else None,
+        "macs": macs(ctx, net),
     }
     return Variant("pytorch", [path], torch_runner(net), *_counts(net), info)
 
