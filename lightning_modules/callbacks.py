@@ -28,6 +28,9 @@ def _wait_for_device(module: L.LightningModule) -> None:
 class History(L.Callback):
     """One row per epoch: every logged epoch metric plus train/val seconds and the lr.
 
+    The lr is read here rather than by Lightning's `LearningRateMonitor`, which refuses a
+    Trainer without a Lightning logger; the lean Trainer has none (this sink logs to MLflow).
+
     The rows travel in the checkpoint, so a resumed run's history is complete. Also records
     `startup_seconds`: from `since` (a `time.time()`, e.g. process start) to the first batch.
     """
