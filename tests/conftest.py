@@ -275,3 +275,25 @@ def pytest_configure(config):
 
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+# The files that each take minutes (whole dvc pipelines, fault injection), longest first.
+# pytest-xdist's `--dist loadfile` hands files to workers in collection order: these go
+# first, so the short files fill the gaps instead of one worker finishing minutes early.
+LONG_FILES = (
+    "tests/test_serve.py",
+    "tests/test_regression_pipeline.py",
+    "tests/faults/test_dvc_faults.py",
+    "tests/test_tune_stage.py",
+    "tests/test_evaluate_pipeline.py",
+    "tests/test_compress_stage.py",
+    "tests/test_train_pipeline.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0]
+        return LONG_FILES.index(path) if path in LONG_FILES else len(LONG_FILES)
+
+    items.sort(key=rank)  # stable: each file's own order is kept
