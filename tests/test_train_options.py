@@ -250,7 +250,8 @@ def test_bf16_mixed_on_cpu_runs_the_network_in_bf16(fit):
     metrics, paths = fit({"train": bf16}, Dtypes())
     assert dtypes == {torch.bfloat16}
     assert metrics["val/acc"] > 0.5
-    assert all(v.dtype == torch.float32 for v in torch.load(paths.model)["state_dict"].values())
+    shipped = torch.load(paths.model, weights_only=True)["state_dict"]
+    assert all(v.dtype == torch.float32 for v in shipped.values())
 
 
 @pytest.mark.parametrize(

@@ -114,7 +114,7 @@ def suggest(trial: Any, space: dict[str, Distribution]) -> dict[str, Any]:
     """Sample one point; a dimension whose `when` conditions fail is not sampled at all."""
     chosen: dict[str, Any] = {}
     for path, dist in space.items():
-        if dist.when and not all(chosen.get(k, _MISSING) in v for k, v in dist.when.items()):
+        if not _active(dist, chosen):
             continue
         if dist.type == "categorical":
             chosen[path] = trial.suggest_categorical(path, dist.choices)
@@ -137,7 +137,7 @@ def current_point(
     and why not: (point, "") when every active dimension's current value lies inside it."""
     chosen: dict[str, Any] = {}
     for path, dist in space.items():
-        if dist.when and not all(chosen.get(k, _MISSING) in v for k, v in dist.when.items()):
+        if not _active(dist, chosen):
             continue
         value: Any = values
         for key in path.split("."):
@@ -165,6 +165,11 @@ def _outside(dist: Distribution, value: Any) -> str:
     if step and abs((value - dist.low) / step - round((value - dist.low) / step)) > 1e-9:
         return f"is off the grid of step {step:g} from {dist.low:g}"
     return ""
+
+
+def _active(dist: Distribution, chosen: dict[str, Any]) -> bool:
+    """A dimension is sampled (and checked) only where its `when` conditions hold."""
+    return not dist.when or all(chosen.get(k, _MISSING) in v for k, v in dist.when.items())
 
 
 _MISSING = object()
