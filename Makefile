@@ -12,7 +12,7 @@ export PYTHONUNBUFFERED := 1
 PYTEST_WORKERS ?= auto
 XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 
-.PHONY: repro test test-fast reliability lint ui dashboard mlflow-server serve tune-worker bench dag clean-outputs setup
+.PHONY: repro test test-fast reliability lint ui plots dashboard mlflow-server serve tune-worker bench dag clean-outputs setup
 
 setup: $(STAMP)
 
@@ -46,6 +46,11 @@ lint: $(STAMP)
 ui: $(STAMP)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --workers 1 \
 		--backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $${PORT:-5000}
+
+# Every DVC plot on one page that renders offline (dvc-render's own page loads Vega from a
+# CDN): dvc_plots/index.html; any `dvc plots show` option can follow in ARGS.
+plots: $(STAMP)
+	$(BIN)/python scripts/plots_html.py $(ARGS)
 
 # Team tracking server: PostgreSQL (or any SQLAlchemy URL) backend, artifacts proxied by the
 # server into MLFLOW_ARTIFACTS_DESTINATION. Both reach `mlflow server` through the

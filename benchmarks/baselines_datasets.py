@@ -50,7 +50,7 @@ def bench(dataset: str, work: Path) -> tuple[float, dict]:
         cfg,
         evaluate.Paths(
             work / "prepared", work / "models", work / "none.pt", work / "none",
-            work / "leaderboard.json", work / "plots", work / "reports",
+            work / "leaderboard.json", work / "plots", work / "reports", work / "importance",
         ),
     )  # fmt: skip
     return wall, json.loads((work / "leaderboard.json").read_text())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,9 +57,14 @@ def build_pipeline(spec: ImageAugmentSpec) -> torch.nn.Module:
 
 
 def augment_images(
-    images: np.ndarray, spec: ImageAugmentSpec, seed: int, chunk: int = 4096
+    images: np.ndarray,
+    spec: ImageAugmentSpec,
+    seed: int,
+    chunk: int = 4096,
+    on_chunk: Callable[[int], object] | None = None,
 ) -> np.ndarray:
     """Augment (N, C, H, W) float images in [0, 1]; same seed -> same output.
+    `on_chunk(rows)` is called after each chunk (a progress bar's `update`).
 
     kornia samples from torch's global generator, so sampling runs inside
     `torch.random.fork_rng`, which restores the caller's RNG state afterwards.
@@ -71,6 +76,8 @@ def augment_images(
         for start, stop in _chunks(len(images), chunk):
             batch = torch.from_numpy(np.ascontiguousarray(images[start:stop], dtype=np.float32))
             out[start:stop] = pipeline(batch).clamp_(0.0, 1.0).numpy()
+            if on_chunk is not None:
+                on_chunk(stop - start)
     return out
 
 

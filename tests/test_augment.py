@@ -144,3 +144,32 @@ def test_missing_prepared_input_names_the_command(make_params, tmp_path):
 
     with pytest.raises(UserError, match="dvc repro prepare"):
         augment.run(make_params(), tmp_path / "nope", tmp_path / "out")
+
+
+class _Terminal(__import__("io").StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("ci", [None, "true"])
+def test_progress_bar_over_every_augmented_row_in_a_terminal_only(
+    make_params, prepared, tmp_path, monkeypatch, ci
+):
+    import sys
+
+    src = prepared("digits")
+    if ci:
+        monkeypatch.setenv("CI", ci)
+    else:
+        monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    metrics, _, _ = _aug(make_params, src, tmp_path, {"multiplier": 3})
+    shown = sys.stderr.getvalue()
+    with np.load(src / "val.npz") as val:
+        total = 2 * (metrics["rows_in"] + len(val["y"]))  # two copies of train and of val
+    if ci:
+        assert shown == ""  # CI logs get the stage's log line, not bar redraws
+    else:
+        # the bar's total is every row augmented (tqdm redraws at most every 0.1 s, so how far
+        # it got on screen depends on the machine's speed)
+        assert shown.startswith("\raugment:") and f"/{total} [" in shown

@@ -41,6 +41,7 @@ def _evaluate(make_params, tmp_path, prepared, bl, **section):
         metrics=tmp_path / "metrics" / "leaderboard.json",
         plots=tmp_path / "plots",
         reports=tmp_path / "reports",
+        importance=tmp_path / "imp",
     )
     summary = evaluate.run(cfg, paths)
     return summary, json.loads(paths.metrics.read_text())
@@ -123,7 +124,12 @@ def test_classification_outputs_and_report(make_params, tmp_path):
     assert "](../plots/confusion.png)" in md
     assert "| evaluate.bootstrap | " in md and '"evaluate": {' not in md  # a diff, not a dump
     html = (tmp_path / "reports" / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5
+    assert html.count("data:image/png;base64,") == 5 + 2  # plots + one importance figure each
+    # the baselines' permutation importances: the CSV's five largest, in the report
+    lines = (tmp_path / "imp" / "knn.csv").read_text().splitlines()[1:6]
+    want = [[f, float(v)] for f, v, _ in (line.split(",") for line in lines)]
+    assert detail["importance"]["knn"] == {"kind": "permutation", "top": want}
+    assert "| knn | permutation | " in md and "](../imp/knn.png)" in md
     assert "http://" not in html and "https://" not in html  # self-contained
 
 

@@ -30,3 +30,15 @@ def test_calibration_error_equals_torchmetrics(k):
         torch.from_numpy(proba), torch.from_numpy(y), num_classes=k, n_bins=15, norm="l1"
     )
     assert expected_calibration_error(y, proba, 15) == pytest.approx(float(want), abs=1e-6)
+
+
+def test_compress_val_metric_hand_checked():
+    from stages.compress.measure import val_metric
+
+    logits = np.array([[2.0, 0.1, 0.0], [0.0, 3.0, 1.0], [0.2, 0.1, 0.0], [0.0, 0.0, 1.0]])
+    assert val_metric("multiclass", logits, np.array([0, 1, 2, 2])) == pytest.approx(0.75)
+    one_logit = np.array([[1.5], [-0.2], [0.3], [-2.0]])  # > 0 is class 1
+    assert val_metric("binary", one_logit, np.array([1, 0, 0, 0])) == pytest.approx(0.75)
+    values = np.array([[1.5], [2.0], [2.0], [5.0]])
+    want = np.sqrt(2.25 / 4)  # the hand-checked errors of the regression test above
+    assert val_metric("regression", values, np.array([1.0, 2.0, 3.0, 4.0])) == pytest.approx(want)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,20 +36,25 @@ def run(cfg: config.Params, prepared: str | Path, out_dir: str | Path) -> dict[s
     aug = cfg.augment
     copies = aug.multiplier - 1 if aug.enabled else 0
     inputs = {name: io.load_npz(prepared / f"{name}.npz", "X", "y") for name in ("train", "val")}
+    from stages.common.progress import bar
+
+    total = copies * sum(len(rows["y"]) for rows in inputs.values())
     # one independent, reproducible stream per split and copy (multiplier <= 100); jitter is
     # scaled by the train split's feature spread for both
-    splits = {
-        name: _expand(
-            rows["X"],
-            rows["y"],
-            schema,
-            aug,
-            copies,
-            cfg.seed * 1000 + stream,
-            inputs["train"]["X"],
-        )
-        for (name, rows), stream in zip(inputs.items(), (0, 500), strict=True)
-    }
+    with bar(desc="augment", unit=" rows", total=total) as rows_bar:
+        splits = {
+            name: _expand(
+                rows["X"],
+                rows["y"],
+                schema,
+                aug,
+                copies,
+                cfg.seed * 1000 + stream,
+                inputs["train"]["X"],
+                rows_bar.update,
+            )
+            for (name, rows), stream in zip(inputs.items(), (0, 500), strict=True)
+        }
     with io.atomic_dir(out_dir) as tmp:
         for name, arrays in splits.items():
             io.save_npz(tmp / f"{name}.npz", **arrays)
@@ -74,11 +80,13 @@ def _expand(
     copies: int,
     seed: int,
     reference: np.ndarray,
+    on_rows: Callable[[int], object],
 ) -> dict[str, np.ndarray]:
-    """The rows followed by `copies` augmented copies, with their source row and flag."""
+    """The rows followed by `copies` augmented copies, with their source row and flag;
+    `on_rows(n)` is told of every n rows augmented (the progress bar)."""
     parts_X, parts_y = [X], [y]
     for copy in range(copies):
-        Xa, ya = _augment_once(X, y, schema, aug, seed + copy, reference)
+        Xa, ya = _augment_once(X, y, schema, aug, seed + copy, reference, on_rows)
         parts_X.append(Xa)
         parts_y.append(ya)
     return {
@@ -96,12 +104,13 @@ def _augment_once(
     aug: AugmentParams,
     seed: int,
     reference: np.ndarray,
+    on_rows: Callable[[int], object],
 ) -> tuple[np.ndarray, np.ndarray]:
     """One augmented copy of X; `reference` (the train rows) sets the jitter's scale."""
     if schema["modality"] == "image":
         from lightning_modules.image_augment import augment_images
 
-        return augment_images(X, _image_spec(aug), seed), y.copy()
+        return augment_images(X, _image_spec(aug), seed, on_chunk=on_rows), y.copy()
     rng = np.random.default_rng(seed)
     t = aug.tabular
     if schema["modality"] == "table":
@@ -119,6 +128,7 @@ def _augment_once(
         out_X, out_y = mixup_same_class(
             out_X, out_y, rng, t.mixup.p, t.mixup.alpha, schema["task"] == "classification"
         )
+    on_rows(len(X))
     return out_X, (out_y if out_y is not y else y.copy())
 
 

@@ -57,12 +57,15 @@ def metric_name(task: str) -> str:
 
 
 def val_metric(task: str, outputs: np.ndarray, y: np.ndarray) -> float:
-    """Accuracy from raw outputs (logits / one logit), or RMSE in original units."""
+    """sklearn's accuracy from raw outputs (logits / one logit), or its RMSE in original units:
+    the same functions `stages.common.scores` scores every candidate with."""
+    from sklearn.metrics import accuracy_score, root_mean_squared_error
+
     outputs = np.asarray(outputs, dtype=np.float64)
     if task == "regression":
-        return float(np.sqrt(np.mean((outputs[:, 0] - y) ** 2)))
+        return float(root_mean_squared_error(np.asarray(y, dtype=np.float64), outputs[:, 0]))
     pred = outputs.argmax(axis=1) if task == "multiclass" else (outputs[:, 0] > 0).astype(int)
-    return float(np.mean(pred == y))
+    return float(accuracy_score(np.asarray(y, dtype=np.int64), pred))
 
 
 def trivial_metric(task: str, y_fit: np.ndarray, y: np.ndarray) -> float:

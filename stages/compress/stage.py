@@ -116,7 +116,11 @@ def run(cfg: config.Params, paths: Paths, tracker=None) -> dict[str, dict[str, A
             X_val,
             out_dir,
         )
-        for name, method, produce in cv.jobs(c):
+        from stages.common.progress import bar
+
+        variants = bar(cv.jobs(c), desc="variants", unit=" variant")
+        for name, method, produce in variants:
+            variants.set_postfix_str(name)
             run_id = tracker.start(name, method) if tracker else None
             ctx.run_ids[name] = run_id
             row: dict[str, Any] = {"method": method}

@@ -107,7 +107,9 @@ def _binary_curves(out, y, preds) -> list[Path]:
             y, proba[:, 1], name=name, ax=ax_roc, plot_chance_level=i == 0,
             curve_kwargs={"lw": 1.2},
         )  # fmt: skip
-        PrecisionRecallDisplay.from_predictions(y, proba[:, 1], name=name, ax=ax_pr, lw=1.2)
+        PrecisionRecallDisplay.from_predictions(
+            y, proba[:, 1], name=name, ax=ax_pr, curve_kwargs={"lw": 1.2}
+        )
         fpr, tpr, _ = roc_curve(y, proba[:, 1])
         rows.extend((name, f, t) for f, t in zip(fpr, tpr, strict=True))
     _rows(out / "roc.csv", ["candidate", "fpr", "tpr"], rows)

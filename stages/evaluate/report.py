@@ -18,19 +18,29 @@ from stages.common import io
 COLUMNS = ("latency_ms_b1", "latency_ms_b256", "n_params", "bytes")
 
 
-def write(out: Path, summary: dict[str, Any], images: list[Path]) -> tuple[Path, Path]:
-    """Write `report.md` (images linked relative to it) and `report.html` (images inlined)."""
+def write(
+    out: Path, summary: dict[str, Any], images: list[Path], importance: list[Path] = ()
+) -> tuple[Path, Path]:
+    """Write `report.md` (images linked relative to it) and `report.html` (images inlined);
+    `importance` are the baselines' importance figures."""
     md_path, html_path = out / "report.md", out / "report.html"
     with io.atomic_file(md_path) as tmp:
-        tmp.write_text(render(summary, images, html=False, base=md_path.parent))
+        tmp.write_text(render(summary, images, False, md_path.parent, importance))
     with io.atomic_file(html_path) as tmp:
-        tmp.write_text(render(summary, images, html=True))
+        tmp.write_text(render(summary, images, True, None, importance))
     return md_path, html_path
 
 
-def render(summary: dict[str, Any], images: list[Path], html: bool, base: Path | None = None):
+def render(
+    summary: dict[str, Any],
+    images: list[Path],
+    html: bool,
+    base: Path | None = None,
+    importance: list[Path] = (),
+):
     from jinja2 import Environment, StrictUndefined
 
+    from stages.evaluate.importance import table_rows as importance_rows
     from stages.evaluate.report_template import CSS, TEMPLATE
 
     env = Environment(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
@@ -46,6 +56,10 @@ def render(summary: dict[str, Any], images: list[Path], html: bool, base: Path |
         "notes": summary["notes"],
         "dataset": _dataset_lines(summary["schema"]),
         "images": [(p.stem, _data_uri(p) if html else _relative(p, base)) for p in images],
+        "importance": importance_rows(summary.get("importance") or {}),
+        "importance_images": [
+            (p.stem, _data_uri(p) if html else _relative(p, base)) for p in importance
+        ],
         "changed": changed,
         "tuned": tuned,
         "tracking_uri": str(summary.get("tracking_uri") or "-"),

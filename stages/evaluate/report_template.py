@@ -23,6 +23,14 @@ TEMPLATE = """\
 
 {% endif -%}
 {%- endmacro -%}
+{%- macro figures(pairs) -%}
+{%- if html %}<div>
+{% for name, src in pairs %}<img alt="{{ t(name) }}" src="{{ src }}">
+{% endfor %}</div>
+{% else %}{% for name, src in pairs %}![{{ name }}]({{ src }})
+{% endfor %}
+{% endif -%}
+{%- endmacro -%}
 {%- macro items(lines) -%}
 {%- if html %}<ul>
 {% for line in lines %}<li>{{ t(line) }}</li>
@@ -57,12 +65,12 @@ TEMPLATE = """\
 {{- heading("Dataset") }}
 {{- items(dataset) }}
 {{- heading("Plots") }}
-{%- if html %}<div>
-{% for name, src in images %}<img alt="{{ t(name) }}" src="{{ src }}">
-{% endfor %}</div>
-{% else %}{% for name, src in images %}![{{ name }}]({{ src }})
-{% endfor %}
-{% endif -%}
+{{- figures(images) }}
+{%- if importance %}{{ heading("Feature importance (baselines)") }}
+{{- items(["impurity: the trees' own split gains; permutation: the drop of the val score "
+           "when one feature is shuffled (sklearn.inspection.permutation_importance)"]) }}
+{{- table(["candidate", "kind", "top features"], importance, id="importance", cls="params") }}
+{{- figures(importance_images) }}{% endif %}
 {{ heading("Params") }}
 {%- if changed %}{{ table(["key", "value", "default"], changed, cls="params") }}
 {%- else %}{{ items(["every key at its default"]) }}{% endif %}

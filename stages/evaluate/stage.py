@@ -23,7 +23,7 @@ from stages.common.candidates import Candidate, discover
 from stages.common.io import read_schema
 from stages.common.scores import TASK_HEADLINES, default_headline, score
 from stages.common.sizes import bytes_on_disk
-from stages.evaluate import bootstrap, leaderboard, report
+from stages.evaluate import bootstrap, importance, leaderboard, report
 from stages.evaluate import plots as plots_evaluate
 from stages.runtime.cli import parser, path_field, paths_from, run_main
 from stages.runtime.errors import UserError
@@ -43,6 +43,7 @@ class Paths:
     metrics: Path = path_field("the leaderboard (JSON)")
     plots: Path = path_field("plots folder (replaced atomically)")
     reports: Path = path_field("report.md + report.html folder (replaced atomically)")
+    importance: Path = path_field("baselines' feature importances (CSV + PNG; may be missing)")
 
 
 def run(
@@ -100,6 +101,7 @@ def run(
             bins=ev.calibration_bins,
         )  # fmt: skip
     images = [Path(plots_dir) / p.name for p in images]
+    importances, importance_figures = importance.read(Path(paths.importance), order)
     by_name = {c.name: c for c in candidates}
     summary = {
         "headline": headline,
@@ -110,6 +112,7 @@ def run(
         "kinds": {n: by_name[n].kind for n in order},
         "run_ids": {n: by_name[n].run_id for n in order},
         "per_class": {n: d for n, d in detail.items() if d},
+        "importance": importances,
         "schema": schema,
         "params": {
             **config.section_dict(cfg, *SECTIONS),
@@ -118,7 +121,7 @@ def run(
         **(tracking_info or {}),
     }
     with io.atomic_dir(reports_dir) as tmp:
-        report.write(tmp, summary, images)
+        report.write(tmp, summary, images, importance_figures)
         io.write_json(tmp / "evaluation.json", {k: v for k, v in summary.items() if k != "schema"})
     for c in comparisons:
         log.info("%s", c["text"])

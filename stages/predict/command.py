@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,8 +45,7 @@ def parser() -> argparse.ArgumentParser:
 
 def predict(args: argparse.Namespace) -> int:
     """Score every chunk and write the answers; returns the number of rows."""
-    from tqdm import tqdm
-
+    from stages.common.progress import bar as progress_bar
     from stages.predict import loading, reading, writing
 
     if args.rows < 1:
@@ -58,7 +56,7 @@ def predict(args: argparse.Namespace) -> int:
     _, runtime = loading.load(args.model)
     spec = runtime.spec
     start, total = time.perf_counter(), 0
-    bar = tqdm(unit=" rows", disable=None, file=sys.stderr, desc="predict")
+    bar = progress_bar(desc="predict", unit=" rows")
     with writing.output(args.out) as out, bar:
         for i, chunk in enumerate(reading.chunks(spec, args.input, args.rows)):
             answer = _score(runtime, chunk)

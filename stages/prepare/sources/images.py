@@ -8,7 +8,6 @@ into one preallocated uint8 array.
 from __future__ import annotations
 
 import logging
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -66,11 +65,10 @@ def load_image_folder(root: Path, data: DataParams) -> RawData:
     channels = 1 if set(modes) <= GRAY_MODES else 3
     height, width = data.image_size or _most_common_size(sizes, root)
     X = np.empty((len(files), channels, height, width), dtype=np.uint8)  # (N, C, H, W)
-    from tqdm import tqdm  # a bar in a terminal only (disable=None: off when not a TTY)
+    from stages.common.progress import bar
 
-    bar = tqdm(files, desc="decode", unit=" images", disable=None, file=sys.stderr, leave=False)
-    with own_pixel_limit(), bar:
-        for i, path in enumerate(bar):
+    with own_pixel_limit(), bar(files, desc="decode", unit=" images") as files_bar:
+        for i, path in enumerate(files_bar):
             X[i] = _decode(path, channels, (width, height))
     mixed = len(set(sizes)) > 1 or len(set(modes)) > 1
     notes = [f"{len(files)} images in {len(classes)} classes -> {channels}x{height}x{width}"]
