@@ -248,6 +248,25 @@ def test_image_folder_with_corrupt_file(make_params, tmp_path):
     _refused(make_params, tmp_path, {"source": "shapes"}, "square_002.png")
 
 
+def test_image_folder_bad_files_skipped_and_counted(make_params, tmp_path, caplog):
+    make_shapes(tmp_path / "shapes", per_class=12)
+    truncated = tmp_path / "shapes" / "square" / "square_002.png"
+    truncated.write_bytes(truncated.read_bytes()[:60])  # header fine, pixels cut: decode fails
+    (tmp_path / "shapes" / "circle" / "circle_001.png").write_bytes(b"not a png")  # header
+    cfg = make_params({"data": {"source": "shapes", "on_bad_image": "skip"}})
+    with caplog.at_level("WARNING", logger="reprolab.sources"):
+        metrics = prepare.run(cfg, tmp_path / "prepared", root=tmp_path)
+    total = len(list((tmp_path / "shapes").rglob("*.png")))
+    assert metrics["images_skipped"] == 2
+    assert sum(metrics[f"rows_{s}"] for s in ("train", "val", "test")) == total - 2
+    [warning] = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+    assert "skipped 2 unreadable image(s)" in warning and ".png" in warning
+    # the default still refuses, naming the first bad file, before anything is written
+    with pytest.raises(UserError, match="circle_001.png"):
+        prepare.run(make_params({"data": {"source": "shapes"}}), tmp_path / "p2", root=tmp_path)
+    assert not (tmp_path / "p2").exists()
+
+
 @pytest.mark.parametrize(
     ("arrays", "fragment"),
     [

@@ -51,6 +51,9 @@ class DataParams(Section):
     max_bytes: int = Field(2_000_000_000, ge=1)
     # width x height of one image; larger files are refused by name (PIL's own default)
     max_image_pixels: int = Field(89_478_485, ge=1)
+    # image folders: an unreadable, empty or truncated file stops prepare naming it before
+    # anything is written (error), or is left out with a count in the log and metrics (skip)
+    on_bad_image: Literal["error", "skip"] = "error"
     # tables: column -> how to read it, where the default guess is not what you mean
     columns: dict[str, Literal["numeric", "categorical", "drop"]] = {}
 

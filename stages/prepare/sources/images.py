@@ -61,15 +61,36 @@ def load_image_folder(root: Path, data: DataParams) -> RawData:
         raise DataError(
             f"{root}: {total:,} bytes of images exceeds data.max_bytes = {data.max_bytes:,}"
         )
-    modes, sizes = _scan_headers(files, data.max_image_pixels)
+    bad: list[str] = []
+    modes, sizes, files, labels = _scan_headers(files, labels, data, bad)
+    if not files:
+        raise DataError(f"{root}: every image is unreadable; the first: {bad[0]}")
     channels = 1 if set(modes) <= GRAY_MODES else 3
     height, width = data.image_size or _most_common_size(sizes, root)
     X = np.empty((len(files), channels, height, width), dtype=np.uint8)  # (N, C, H, W)
     from stages.common.progress import bar
 
+    keep = np.ones(len(files), dtype=bool)
     with own_pixel_limit(), bar(files, desc="decode", unit=" images") as files_bar:
         for i, path in enumerate(files_bar):
-            X[i] = _decode(path, channels, (width, height))
+            try:
+                X[i] = _decode(path, channels, (width, height))
+            except DataError as exc:
+                if data.on_bad_image == "error":
+                    raise
+                keep[i] = False
+                bad.append(str(exc))
+    if not keep.all():  # decode failures under skip: drop their rows
+        X = X[keep]
+        files = [f for f, k in zip(files, keep, strict=True) if k]
+        labels = [v for v, k in zip(labels, keep, strict=True) if k]
+    if bad:
+        log.warning(
+            "%s: skipped %d unreadable image(s) (data.on_bad_image: skip), e.g. %s",
+            root, len(bad), bad[0],
+        )  # fmt: skip
+    if not files:
+        raise DataError(f"{root}: every image is unreadable; the first: {bad[0]}")
     mixed = len(set(sizes)) > 1 or len(set(modes)) > 1
     notes = [f"{len(files)} images in {len(classes)} classes -> {channels}x{height}x{width}"]
     if mixed:
@@ -93,6 +114,7 @@ def load_image_folder(root: Path, data: DataParams) -> RawData:
         notes=notes,
         image_scale=1.0 / 255.0,
         files=files,
+        bad_files=bad,
     )
 
 
@@ -110,27 +132,44 @@ def _refuse_split_layout(root: Path, classes: list[str]) -> None:
         )
 
 
-def _scan_headers(files: list[Path], max_pixels: int) -> tuple[list[str], list[tuple[int, int]]]:
-    modes, sizes = [], []
+def _scan_headers(
+    files: list[Path], labels: list[int], data: DataParams, bad: list[str]
+) -> tuple[list[str], list[tuple[int, int]], list[Path], list[int]]:
+    """(modes, sizes, files, labels) of the readable images. An empty or unreadable file
+    raises naming it, or with `data.on_bad_image: skip` is left out and described in `bad`;
+    an image over `data.max_image_pixels` always raises (a limit, not a broken file)."""
+    modes, sizes, kept, kept_labels = [], [], [], []
     with own_pixel_limit():
-        for path in files:
-            if path.stat().st_size == 0:
-                raise DataError(f"{path}: the file is empty (0 bytes); fix or remove it")
+        for path, label in zip(files, labels, strict=True):
             try:
-                with Image.open(path) as img:
-                    modes.append(img.mode)
-                    sizes.append((img.height, img.width))
-            except (UnidentifiedImageError, OSError, ValueError) as exc:
-                raise DataError(
-                    f"{path}: not a readable image ({exc}); fix or remove the file"
-                ) from None
-            if sizes[-1][0] * sizes[-1][1] > max_pixels:
-                h, w = sizes[-1]
+                mode, size = _header(path)
+            except DataError as exc:
+                if data.on_bad_image == "error":
+                    raise
+                bad.append(str(exc))
+                continue
+            if size[0] * size[1] > data.max_image_pixels:
+                h, w = size
                 raise DataError(
                     f"{path}: {w}x{h} = {w * h:,} pixels exceeds data.max_image_pixels = "
-                    f"{max_pixels:,}; shrink the image, remove it, or raise the limit"
+                    f"{data.max_image_pixels:,}; shrink the image, remove it, or raise the limit"
                 )
-    return modes, sizes
+            modes.append(mode)
+            sizes.append(size)
+            kept.append(path)
+            kept_labels.append(label)
+    return modes, sizes, kept, kept_labels
+
+
+def _header(path: Path) -> tuple[str, tuple[int, int]]:
+    """(mode, (height, width)) from the file's header, or DataError naming the file."""
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty (0 bytes); fix or remove it")
+    try:
+        with Image.open(path) as img:
+            return img.mode, (img.height, img.width)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable image ({exc}); fix or remove the file") from None
 
 
 def _most_common_size(sizes: list[tuple[int, int]], root: Path) -> tuple[int, int]:

@@ -32,6 +32,7 @@ class RawData:
     image_scale: float | None = None
     source_columns: list[str] | None = None  # tables: every feature column of the file
     files: list[Path] | None = None  # image folders: one file per row of X
+    bad_files: list[str] = field(default_factory=list)  # image folders: left out (on_bad_image)
 
 
 def fingerprint_arrays(*arrays: np.ndarray) -> str:
