@@ -7,7 +7,11 @@
    the GPU's mean utilization while training (NVML via `torch.cuda.utilization`); on digits
    (the pipeline's data, 8x8) and on a generated CIFAR-shaped set (3x32x32, 10 classes,
    a class-dependent pattern plus noise) where the GPU has real work per step.
-3. `latency`: the default model, trained on the GPU, served by PyTorch on the GPU at fp32,
+3. `compile` (#19): samples/s and utilization of the cnn on the generated 3x32x32 set with
+   `train.compile` off and each mode asked for, at widths 32 and 128 (batch 256), with the
+   compile seconds (first epoch minus a steady one). Target: reduce-overhead >= 2x eager
+   samples/s at width 32.
+4. `latency`: the default model, trained on the GPU, served by PyTorch on the GPU at fp32,
    fp16 and bf16 (batch 1 and 256, CUDA-synchronized, p50/p90 after warm-up) and its test
    accuracy in each dtype.
 
@@ -218,6 +222,44 @@ def throughput(
     return rows
 
 
+def compiled(
+    acc: str, tmp: Path, epochs: int, rows: int, modes: tuple[str, ...], widths=(32, 128)
+) -> list[dict]:
+    """Eager vs torch.compile modes: steady samples/s, GPU utilization, compile seconds."""
+    synth, schema = synthetic_images(tmp / "synthetic-compile", rows)
+    out = []
+    for width in widths:
+        for mode in modes:
+            cfg = params(
+                epochs,
+                2,
+                accelerator=acc,
+                overrides={
+                    "model": {"arch": "cnn", "width": width},
+                    "train": {"batch_size": 256, "use_augmented": False, "compile": mode},
+                },
+            )
+            row = {"arch": "cnn", "width": width, "compile": mode, "batch": 256}
+            try:
+                res = train_once(cfg, schema, paths_for(synth, synth, tmp / f"c-{width}-{mode}"),
+                                 acc == "cuda")  # fmt: skip
+                secs = res["epoch_seconds"]
+                steady = statistics.median(secs[1:] or secs)
+                row |= {
+                    "epoch_s": round(steady, 4),
+                    "samples_per_s": round(rows / steady),
+                    "compile_s": round(max(secs[0] - steady, 0.0), 2),
+                    "gpu_util_mean_pct": res["util"].mean,
+                    "val_acc": round(res["metrics"]["val/acc"], 4),
+                }
+            except Exception as exc:  # one mode failing must not sink the others
+                row["error"] = f"{type(exc).__name__}: {exc}"[:400]
+                traceback.print_exc()
+            print(json.dumps(row), flush=True)
+            out.append(row)
+    return out
+
+
 def latency(acc: str, tmp: Path, repeats: int) -> dict:
     """Train the shipped defaults on the device, then time the model in three dtypes."""
     from lightning_modules.serialization import load_network
@@ -267,7 +309,12 @@ def main() -> None:
     ap.add_argument("--accelerator", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--quick", action="store_true", help="few epochs/rows: check the script")
     ap.add_argument("--out", default=None, help="write all figures to this JSON file")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["matrix", "throughput", "latency"])
+    ap.add_argument(
+        "--skip", nargs="*", default=[], choices=["matrix", "throughput", "compile", "latency"]
+    )
+    ap.add_argument(
+        "--compile-modes", nargs="+", default=["off", "default", "reduce-overhead", "max-autotune"]
+    )
     ap.add_argument(
         "--widths", type=int, nargs="*", default=[], help="also 3x32x32 at these model.widths"
     )
@@ -284,6 +331,12 @@ def main() -> None:
             rows = 1024 if a.quick else 32768
             epochs = 2 if a.quick else 4
             report["throughput"] = throughput(a.accelerator, tmp, epochs, rows, tuple(a.widths))
+        if "compile" not in a.skip:
+            rows, epochs = (1024, 2) if a.quick else (32768, 4)
+            widths = (32,) if a.quick else (32, 128)
+            report["compile"] = compiled(
+                a.accelerator, tmp, epochs, rows, tuple(a.compile_modes), widths
+            )
         if "latency" not in a.skip:
             report["latency"] = latency(a.accelerator, tmp, 10 if a.quick else 200)
     finally:

@@ -92,7 +92,7 @@ def run(
     metrics["seconds"] = round(time.perf_counter() - start, 3)
     if target.classes:
         metrics["n_classes"] = len(target.classes)
-    if raw.modality == "image":
+    if raw.files is not None:  # an image folder
         metrics["images_skipped"] = len(raw.bad_files)  # data.on_bad_image: skip
     log.info(
         "dataset=%s task=%s modality=%s shape=%s %s",
