@@ -1,8 +1,18 @@
-"""In-memory tensor DataModule: whole batches are indexed at once, no per-item collate.
+"""Batches without a per-item collate: whole batches are indexed at once, from tensors held
+in memory (on the training device when it has room) or streamed from arrays on disk.
 
 Each rank of a distributed run gets a distinct, equally long shard of every epoch's
 permutation (padded like `DistributedSampler`), so DDP ranks never wait on each other.
 The permutation depends only on (seed, epoch): a resumed run sees the same batches.
+
+Streaming (`in_memory=False`): X and y stay numpy arrays, memory-mapped `.npy` files in
+practice, and each batch's rows are gathered from them, in the permutation's order, then
+moved to the device (pinned first when that device is a GPU). uint8 images are scaled to
+[0, 1] per batch, on the device, with the same float32 arithmetic in both paths, so a
+split gives the same batches in memory and streamed.
+
+`transform(X, epoch, rank, index)` runs on each train batch after it reaches the device:
+online augmentation, seeded by (epoch, rank, batch index) rather than by call order.
 """
 
 from __future__ import annotations
@@ -10,27 +20,43 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import lightning as L
+import numpy as np
 import torch
+
+Transform = Callable[[torch.Tensor, int, int, int], torch.Tensor]
+
+
+def as_float(X: torch.Tensor, scale: float | None) -> torch.Tensor:
+    """Model input from stored rows: uint8 pixels times `scale`, anything else as float32."""
+    if X.dtype == torch.uint8:
+        return X.to(torch.float32).mul_(scale if scale is not None else 1.0 / 255.0)
+    return X if X.dtype == torch.float32 else X.float()
 
 
 class BatchLoader:
-    """Iterable of (X[idx], y[idx]) batches over tensors already in memory (or on a GPU)."""
+    """Iterable of (X[idx], y[idx]) batches over tensors in memory or arrays on disk."""
 
     def __init__(
         self,
-        X: torch.Tensor,
-        y: torch.Tensor,
+        X: torch.Tensor | np.ndarray,
+        y: torch.Tensor | np.ndarray,
         batch_size: int,
         shuffle: bool = False,
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
         epoch: Callable[[], int] = lambda: 0,
+        device: torch.device | None = None,
+        scale: float | None = None,
+        transform: Transform | None = None,
     ):
         self.X, self.y = X, y
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size, self.epoch = rank, world_size, epoch
         self.per_rank = -(-len(X) // world_size) if shuffle or world_size > 1 else len(X)
+        self.streamed = not isinstance(X, torch.Tensor)
+        self.device = device or (torch.device("cpu") if self.streamed else X.device)
+        self.scale, self.transform = scale, transform
 
     def __len__(self) -> int:
         return -(-self.per_rank // self.batch_size)
@@ -46,41 +72,79 @@ class BatchLoader:
             total = self.per_rank * self.world_size
             order = torch.cat([order, order[: total - n]])  # pad so every rank has equal batches
             order = order[self.rank : total : self.world_size]
-        return order.to(self.X.device)
+        return order if self.streamed else order.to(self.X.device)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = self.indices()
-        for start in range(0, len(order), self.batch_size):
+        order, epoch = self.indices(), self.epoch()
+        for i, start in enumerate(range(0, len(order), self.batch_size)):
             idx = order[start : start + self.batch_size]
-            yield self.X[idx], self.y[idx]
+            if self.streamed:
+                xb, yb = self._gather(idx.numpy())
+            else:
+                xb, yb = self.X[idx], self.y[idx]
+            xb = as_float(xb, self.scale)
+            if self.transform is not None:
+                xb = self.transform(xb, epoch, self.rank, i)
+            yield xb, yb
+
+    def _gather(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows `idx` of the on-disk arrays, in that order, on the loader's device."""
+        xb = torch.from_numpy(np.ascontiguousarray(self.X[idx]))
+        yb = torch.from_numpy(np.ascontiguousarray(self.y[idx]))
+        if self.device.type == "cuda":
+            xb, yb = xb.pin_memory(), yb.pin_memory()
+            return xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
+        return xb, yb
 
 
 class TensorDataModule(L.LightningDataModule):
-    """Serve numpy/tensor splits as in-memory batches.
+    """Serve numpy/tensor splits as batches, from memory or streamed.
 
     Args:
-        train, val, test: (X, y) pairs; X float32 (N, *input_shape), y labels or values.
+        train, val, test: (X, y) pairs; X (N, *input_shape) float32, or uint8 pixels that
+            `scale` turns into [0, 1]; y labels or values.
         batch_size: rows per batch (per rank).
         seed: shuffling seed (train only).
-        on_device: move the tensors to the training device in `setup` (GPUs).
+        on_device: move in-memory tensors to the training device in `setup` (GPUs).
+        in_memory: False = keep the arrays as given (memory-mapped files) and read each
+            batch from them; True = whole tensors, as before.
+        scale: the factor uint8 pixels are multiplied by (None: 1/255).
+        train_transform: online augmentation of each train batch (see the module doc).
     """
 
     def __init__(
-        self, train, val, test=None, batch_size: int = 64, seed: int = 0, on_device: bool = True
+        self,
+        train,
+        val,
+        test=None,
+        batch_size: int = 64,
+        seed: int = 0,
+        on_device: bool = True,
+        in_memory: bool = True,
+        scale: float | None = None,
+        train_transform: Transform | None = None,
     ):
         super().__init__()
         self.splits = {"train": train, "val": val, "test": test}
         self.batch_size, self.seed, self.on_device = batch_size, seed, on_device
-        self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.in_memory, self.scale, self.train_transform = in_memory, scale, train_transform
+        self.tensors: dict[str, tuple] = {}
+        self.device = torch.device("cpu")
 
     def setup(self, stage: str | None = None) -> None:
         device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
-        if not self.on_device or device.type == "mps":
-            device = torch.device("cpu")
+        self.device = device if device.type != "mps" else torch.device("cpu")
         for name, pair in self.splits.items():
-            if pair is not None and name not in self.tensors:
-                X, y = (torch.as_tensor(a) for a in pair)
-                self.tensors[name] = (X.float().to(device), y.to(device))
+            if pair is None or name in self.tensors:
+                continue
+            if not self.in_memory:
+                self.tensors[name] = pair  # numpy (memory-mapped): read per batch
+                continue
+            X, y = (torch.as_tensor(a) for a in pair)
+            if X.dtype not in (torch.uint8, torch.float32):
+                X = X.float()
+            target = self.device if self.on_device else torch.device("cpu")
+            self.tensors[name] = (X.to(target), y.to(target))
 
     def _loader(self, split: str, shuffle: bool) -> BatchLoader:
         X, y = self.tensors[split]
@@ -95,6 +159,9 @@ class TensorDataModule(L.LightningDataModule):
             rank,
             world,
             epoch=lambda: t.current_epoch if t else 0,
+            device=self.device if not self.in_memory else None,
+            scale=self.scale,
+            transform=self.train_transform if split == "train" else None,
         )
 
     def train_dataloader(self) -> BatchLoader:

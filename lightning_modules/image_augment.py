@@ -81,6 +81,25 @@ def augment_images(
     return out
 
 
+class OnlineAugment:
+    """The same kornia pipeline on each train batch, on the batch's device (online mode).
+
+    Seeded by (seed, epoch, rank, batch index) through `numpy.random.SeedSequence`, inside
+    `torch.random.fork_rng`, so a batch's augmentation does not depend on what ran before
+    it: two runs, or a run resumed mid-way, see the same augmented batches.
+    """
+
+    def __init__(self, spec: ImageAugmentSpec, seed: int):
+        self.pipeline, self.seed = build_pipeline(spec), seed
+
+    def __call__(self, X: torch.Tensor, epoch: int, rank: int, index: int) -> torch.Tensor:
+        seed = int(np.random.SeedSequence([self.seed, epoch, rank, index]).generate_state(1)[0])
+        devices = [X.device] if X.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            torch.manual_seed(seed)
+            return self.pipeline(X).clamp_(0.0, 1.0)
+
+
 def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
     for start in range(0, n, size):
         yield start, min(n, start + size)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from stages import config
+from stages.augment.online import image_spec, online_transform
 from stages.common import io
 from stages.runtime.cli import parser, path_field, run_main
 from stages.schema.augment import AugmentParams
@@ -34,7 +35,8 @@ def run(cfg: config.Params, prepared: str | Path, out_dir: str | Path) -> dict[s
     prepared = Path(prepared)
     schema = io.read_schema(prepared)
     aug = cfg.augment
-    copies = aug.multiplier - 1 if aug.enabled else 0
+    online = online_transform(cfg, schema) is not None  # refuses online for non-images
+    copies = aug.multiplier - 1 if aug.enabled and not online else 0
     inputs = {name: io.load_npz(prepared / f"{name}.npz", "X", "y") for name in ("train", "val")}
     from stages.common.progress import bar
 
@@ -61,11 +63,18 @@ def run(cfg: config.Params, prepared: str | Path, out_dir: str | Path) -> dict[s
         n, out = len(inputs["train"]["y"]), splits["train"]["X"]
         if schema["modality"] == "image" and copies and aug.sample_grid:
             _sample_grid(out[:n], out[n : 2 * n], aug.sample_grid, tmp / "samples.png")
+        elif online and aug.sample_grid:  # what the training loop will see, for a look
+            from lightning_modules.image_augment import augment_images
+
+            shown = out[: aug.sample_grid]
+            preview = augment_images(shown, image_spec(aug), cfg.seed * 1000)
+            _sample_grid(shown, preview, aug.sample_grid, tmp / "samples.png")
     metrics = {
         "rows_in": n,
         "rows_out": len(splits["train"]["y"]),
         "val_rows_out": len(splits["val"]["y"]),
         "copies": copies,
+        "online": int(online),
         "seconds": round(time.perf_counter() - start, 3),
     }
     log.info(" ".join(f"{k}={v}" for k, v in metrics.items()))
@@ -110,7 +119,7 @@ def _augment_once(
     if schema["modality"] == "image":
         from lightning_modules.image_augment import augment_images
 
-        return augment_images(X, _image_spec(aug), seed, on_chunk=on_rows), y.copy()
+        return augment_images(X, image_spec(aug), seed, on_chunk=on_rows), y.copy()
     rng = np.random.default_rng(seed)
     t = aug.tabular
     if schema["modality"] == "table":
@@ -136,32 +145,6 @@ def _jitter(X, rng, p, std, feature_std, mask):
     from stages.augment.tabular import jitter
 
     return jitter(X, rng, p, std, feature_std, mask)
-
-
-def _image_spec(aug: AugmentParams):
-    from lightning_modules.image_augment import ImageAugmentSpec
-
-    im = aug.image
-
-    def p(t):
-        return t.p if t.enabled else 0.0
-
-    return ImageAugmentSpec(
-        rotation_p=p(im.rotation),
-        rotation_degrees=im.rotation.degrees,
-        hflip_p=p(im.hflip),
-        vflip_p=p(im.vflip),
-        affine_p=p(im.affine),
-        translate=im.affine.translate,
-        scale=im.affine.scale,
-        color_p=p(im.color),
-        brightness=im.color.brightness,
-        contrast=im.color.contrast,
-        noise_p=p(im.noise),
-        noise_std=im.noise.std,
-        erasing_p=p(im.erasing),
-        erasing_scale=im.erasing.scale,
-    )
 
 
 def _sample_grid(before: np.ndarray, after: np.ndarray, n: int, path: Path) -> None:

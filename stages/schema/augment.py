@@ -1,4 +1,7 @@
-"""`augment:` section: offline, seeded augmentation of the training split."""
+"""`augment:` section: seeded augmentation of the training split, offline (copies written by
+the augment stage) or online (images, per batch in the training loop)."""
+
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -72,6 +75,11 @@ class TabularAugment(Section):
 
 class AugmentParams(Section):
     enabled: bool = True
+    mode: Literal["offline", "online"] = Field(
+        "offline",
+        description="offline: this stage writes multiplier-1 augmented copies; online: images "
+        "get the same transforms per train batch in the training loop (no copies on disk)",
+    )
     multiplier: int = Field(2, ge=1, le=100, description="rows out per training row in")
     image: ImageAugment = ImageAugment()
     tabular: TabularAugment = TabularAugment()

@@ -86,8 +86,14 @@ def run(
     )
     args = module_args(cfg, schema)
     module = TaskModule(**args)
+    from stages.augment.online import online_transform
+
     data = TensorDataModule(
-        (train["X"], train["y"]), (val["X"], val["y"]), batch_size=t.batch_size, seed=cfg.seed
+        (train["X"], train["y"]),
+        (val["X"], val["y"]),
+        batch_size=t.batch_size,
+        seed=cfg.seed,
+        train_transform=online_transform(cfg, schema),  # augment.mode: online
     )
     monitor, mode = monitor_of(cfg, schema)
     history = History(sink, since=_process_start())
