@@ -4,6 +4,8 @@ memory-mapped files equal the in-memory ones, rank by rank; online augmentation 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -46,3 +48,71 @@ def test_online_augment_is_seeded_by_epoch_rank_and_batch():
     for other in ((2, 0, 2), (1, 1, 2), (1, 0, 3)):
         assert not torch.equal(a, aug(X.clone(), *other))
     assert not torch.equal(a, X) and a.min() >= 0 and a.max() <= 1
+
+
+RANKS_SCRIPT = """
+import json, sys
+from pathlib import Path
+
+import lightning as L
+import json
+
+import numpy as np
+import torch
+
+from lightning_modules.data import TensorDataModule
+
+work = Path(sys.argv[1])
+X, y = (np.load(work / f"{k}.npy", mmap_mode="r") for k in ("X", "y"))
+
+
+class Record(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(X.shape[1], 1)
+        self.seen = []
+
+    def training_step(self, batch, _):
+        xb, yb = batch
+        self.seen += yb.tolist()
+        return self.lin(xb).pow(2).mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    def on_train_end(self):
+        rank = self.trainer.global_rank
+        (work / f"rank{rank}.json").write_text(json.dumps(self.seen))
+
+
+data = TensorDataModule((X, y), (X, y), batch_size=16, seed=5, in_memory=False)
+trainer = L.Trainer(
+    accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, logger=False,
+    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    limit_val_batches=0,
+)
+trainer.fit(Record(), data)
+"""
+
+
+@pytest.mark.integration
+def test_two_ddp_ranks_stream_disjoint_shards_that_cover_the_split(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    n = 100  # even: no padding row repeats on a second rank
+    np.save(tmp_path / "X.npy", np.random.default_rng(0).random((n, 3), dtype=np.float32))
+    np.save(tmp_path / "y.npy", np.arange(n))  # the label is the row's index
+    (tmp_path / "ranks.py").write_text(RANKS_SCRIPT)
+    repo = Path(__file__).resolve().parents[1]
+    # --standalone: a local rendezvous on a free port (a fixed port collides across workers)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+           "2", str(tmp_path / "ranks.py"), str(tmp_path)]  # fmt: skip
+    env = {**__import__("os").environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert len(seen[0]) == len(seen[1]) == n // 2
+    assert not set(seen[0]) & set(seen[1])  # disjoint
+    assert sorted(seen[0] + seen[1]) == list(range(n))  # together: every row once
