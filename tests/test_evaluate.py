@@ -209,3 +209,20 @@ def test_report_params_are_the_diff_against_defaults_and_the_tuned_values():
     changed, tuned = params_diff(params)
     assert changed == [["train.optimizer.lr", "0.0100", "0.0050"]]  # the default lr is 5e-3
     assert tuned == [["train.optimizer.lr", "0.0020", "0.0100"]]
+
+
+def test_test_split_is_scored_in_batches_in_row_order(monkeypatch):
+    calls = []
+
+    def predict(X):
+        calls.append(len(X))
+        return X[:, 0].astype(int), np.c_[1 - X[:, 1], X[:, 1]]
+
+    monkeypatch.setattr(evaluate, "SCORE_BATCH", 4)
+    X = np.c_[np.arange(10) % 2, np.linspace(0, 1, 10)]
+    pred, proba = evaluate._predict_in_batches(predict, X)
+    assert calls == [4, 4, 2]  # never the whole split at once
+    np.testing.assert_array_equal(pred, np.arange(10) % 2)
+    np.testing.assert_allclose(proba[:, 1], np.linspace(0, 1, 10))
+    _, none = evaluate._predict_in_batches(lambda X: (X[:, 0], None), X)
+    assert none is None

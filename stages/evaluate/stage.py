@@ -143,10 +143,26 @@ def _headline(choice: str, task: str) -> str:
     return choice
 
 
+# test rows per predict call: a network's activations (and a baseline's intermediate
+# arrays) follow the batch, not the split, so scoring a large test split stays flat
+SCORE_BATCH = 4096
+
+
+def _predict_in_batches(predict, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """`predict` over X in SCORE_BATCH-row slices, the answers concatenated in row order."""
+    preds, probas = [], []
+    for start in range(0, len(X), SCORE_BATCH):
+        pred, proba = predict(X[start : start + SCORE_BATCH])
+        preds.append(np.asarray(pred))
+        probas.append(proba)
+    has_proba = all(p is not None for p in probas)
+    return np.concatenate(preds), (np.concatenate(probas) if has_proba else None)
+
+
 def _score_one(c: Candidate, task, X, y, classes, cfg) -> tuple[dict, tuple, dict]:
     ev = cfg.evaluate
     with latency.limited_threads(ev.threads):
-        pred, proba = c.predict(X)
+        pred, proba = _predict_in_batches(c.predict, X)
     metrics = score(task, y, pred, proba, classes, ev.calibration_bins)
     per_class = metrics.pop("per_class", None)
     metrics.update(
