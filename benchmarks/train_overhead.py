@@ -9,8 +9,17 @@ loader), splits the ratio into what Lightning itself costs and what reprolab add
 measures start-up: `python -m stages.train` from process start to the first training
 step, and accuracy of the default model on the test split with `serialization.predict`.
 
+Two workloads (`--workload`): `digits`, params.yaml's defaults (cnn, 8x8 digits, batch 64,
+augmented rows; the figure every earlier reading used), and `28x28`, a realistic step: a
+single-channel 28x28 cnn, width 32, batch 128, on 10,000 generated 28x28 images (which
+quadrant holds a blob, under noise; `compile_benchmark.generated_28x28`).
+
 Usage: python benchmarks/train_overhead.py [--epochs 6] [--repeats 3] [--threads 2]
+       [--workload digits|28x28] [--contenders plain,reprolab,bare,...] [--data DIR]
        [--full]   (also: the default params end to end, test accuracy and wall time)
+
+`--data DIR` holds `prepared/` and `augmented/` (default: the repo's `data/`; when that has
+no `prepared/` yet, the prepare and augment stages write one into a temporary folder).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -35,6 +45,59 @@ from stages import config  # noqa: E402
 from stages.common import io  # noqa: E402
 from stages.train.setup import module_args  # noqa: E402
 from stages.train.stage import Paths, run  # noqa: E402
+
+CONTENDERS = ("plain", "stock", "reprolab", "bare", "no_ema")
+
+
+@dataclass(frozen=True)
+class Data:
+    """The prepare and augment stages' outputs the contenders read."""
+
+    prepared: Path
+    augmented: Path
+
+    def train(self, cfg: config.Params) -> dict:
+        source = self.augmented if cfg.train.use_augmented else self.prepared
+        return io.load_npz(source / "train.npz", "X", "y")
+
+    def split(self, name: str) -> dict:
+        return io.load_npz(self.prepared / f"{name}.npz", "X", "y")
+
+    def schema(self) -> dict:
+        return json.loads((self.prepared / "schema.json").read_text())
+
+
+def digits_data(folder: Path | None, tmp: Path) -> Data:
+    """`folder`'s prepared/augmented digits, or made by the stages under `tmp`."""
+    folder = folder or ROOT / "data"
+    if (folder / "prepared" / "schema.json").exists():
+        return Data(folder / "prepared", folder / "augmented")
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'prep.db'}", CI="1")
+    out = Data(tmp / "data/prepared", tmp / "data/augmented")
+    for stage, args in (
+        ("prepare", ["--out", str(out.prepared)]),
+        ("augment", ["--prepared", str(out.prepared), "--out", str(out.augmented)]),
+    ):
+        cmd = [sys.executable, "-m", f"stages.{stage}", "--params", "params.yaml", *args]
+        subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
+    return out
+
+
+# the realistic step of issue #19: 28x28 single-channel cnn, width 32, batch 128
+WORKLOAD_28 = {"model": {"arch": "cnn", "width": 32}, "train": {"batch_size": 128}}
+
+
+def generated_data(tmp: Path, rows: int, seed: int) -> Data:
+    """`rows` generated 28x28 images through the prepare stage (its split and scaling)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from compile_benchmark import generated_28x28
+
+    from stages.prepare import stage as prepare
+
+    source = generated_28x28(tmp / "g28.npz", n=rows, seed=seed)
+    cfg = params(1, 1, overrides={"data": {"source": str(source)}})
+    prepare.run(cfg, tmp / "g28", root=tmp)
+    return Data(tmp / "g28", tmp / "g28")
 
 
 def params(
@@ -115,7 +178,9 @@ def plain_loop(
     return times
 
 
-def lightning_minimal_loop(cfg: config.Params, schema: dict, data: dict, tmp: Path) -> list[float]:
+def lightning_minimal_loop(
+    cfg: config.Params, schema: dict, data: dict, tmp: Path, src: Data
+) -> list[float]:
     """Bare Lightning: training_step = loss only; same Trainer settings as the stage."""
     import lightning as L
 
@@ -160,7 +225,7 @@ def lightning_minimal_loop(cfg: config.Params, schema: dict, data: dict, tmp: Pa
         deterministic=True,
         callbacks=[history],
     )
-    val = io.load_npz(ROOT / "data/prepared/val.npz", "X", "y")
+    val = src.split("val")
     dm = TensorDataModule(
         (data["X"], data["y"]), (val["X"], val["y"]), batch_size=cfg.train.batch_size, seed=cfg.seed
     )
@@ -168,8 +233,8 @@ def lightning_minimal_loop(cfg: config.Params, schema: dict, data: dict, tmp: Pa
     return [r["train_seconds"] for r in history.rows]
 
 
-def reprolab_loop(cfg, schema, tmp: Path) -> tuple[list[float], dict]:
-    paths = Paths.under(tmp, ROOT / "data/prepared", ROOT / "data/augmented")
+def reprolab_loop(cfg, schema, tmp: Path, src: Data) -> tuple[list[float], dict]:
+    paths = Paths.under(tmp, src.prepared, src.augmented)
     metrics = run(cfg, schema, paths)
     import csv
 
@@ -178,7 +243,7 @@ def reprolab_loop(cfg, schema, tmp: Path) -> tuple[list[float], dict]:
     return times, {"metrics": metrics, "paths": paths}
 
 
-def startup(tmp: Path, threads: int) -> float:
+def startup(tmp: Path, threads: int, src: Data) -> float:
     """Seconds from `python -m stages.train` process start to its first training step."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["train"] |= {"max_epochs": 1, "threads": threads, "progress_bar": "off"}
@@ -192,9 +257,9 @@ def startup(tmp: Path, threads: int) -> float:
         "--params",
         str(tmp / "params.yaml"),
         "--prepared",
-        "data/prepared",
+        str(src.prepared),
         "--augmented",
-        "data/augmented",
+        str(src.augmented),
         "--tuned",
         str(tmp / "none.yaml"),
         "--checkpoints",
@@ -212,22 +277,22 @@ def startup(tmp: Path, threads: int) -> float:
     return json.loads((tmp / "m.json").read_text())["startup_seconds"]
 
 
-def test_accuracy(paths: Paths) -> float:
+def test_accuracy(paths: Paths, src: Data) -> float:
     from lightning_modules.serialization import load_network, predict
 
     net, meta = load_network(paths.model)
-    test = io.load_npz(ROOT / "data/prepared/test.npz", "X", "y")
+    test = src.split("test")
     return float((predict(net, meta, test["X"]).argmax(1) == test["y"]).mean())
 
 
-def profile(cfg, schema, tmp: Path, out: Path) -> None:
+def profile(cfg, schema, tmp: Path, out: Path, src: Data) -> None:
     """Where reprolab's time goes: the top functions by own time over one run."""
     import cProfile
     import io as _io
     import pstats
 
     prof = cProfile.Profile()
-    prof.runcall(reprolab_loop, cfg, schema, tmp)
+    prof.runcall(reprolab_loop, cfg, schema, tmp, src)
     text = _io.StringIO()
     stats = pstats.Stats(prof, stream=text).sort_stats("tottime")
     stats.print_stats(40)
@@ -235,67 +300,98 @@ def profile(cfg, schema, tmp: Path, out: Path) -> None:
     out.write_text(text.getvalue())
 
 
+def measure(a, tmp: Path, src: Data, overrides: dict) -> dict[str, list[float]]:
+    """Alternate the contenders `a.repeats` times; epochs after each run's first, per name."""
+    schema = src.schema()
+    cfg = params(a.epochs, a.threads, accelerator=a.accelerator, overrides=overrides)
+    no_ema = params(a.epochs, a.threads, False, a.accelerator, overrides=overrides)
+    data = src.train(cfg)
+    runs = {
+        "plain": lambda r: plain_loop(cfg, schema, data, a.epochs),
+        "stock": lambda r: plain_loop(cfg, schema, data, a.epochs, fused=False),
+        "reprolab": lambda r: reprolab_loop(cfg, schema, tmp / f"r{r}", src)[0],
+        "bare": lambda r: lightning_minimal_loop(cfg, schema, data, tmp / f"m{r}", src),
+        "no_ema": lambda r: reprolab_loop(no_ema, schema, tmp / f"n{r}", src)[0],
+    }
+    print(
+        f"model={cfg.model.arch} width={cfg.model.width} depth={cfg.model.depth} "
+        f"batch={cfg.train.batch_size} rows={len(data['y'])} threads={a.threads} "
+        f"accelerator={a.accelerator} load={os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    times: dict[str, list[float]] = {name: [] for name in a.contenders}
+    for r in range(a.repeats):
+        for name in a.contenders:
+            times[name] += runs[name](r)[1:]
+    print(f"load after: {os.getloadavg()[0]:.2f}")
+    return times
+
+
+def report(times: dict[str, list[float]]) -> None:
+    """The ratios between whichever contenders ran (medians; fastest epochs in brackets)."""
+    med = {name: statistics.median(t) for name, t in times.items()}
+    fast = {name: min(t) for name, t in times.items()}
+    n = len(next(iter(times.values())))
+    print(f"median epoch of {n} epochs each (first epoch of each run dropped):")
+    for name in times:
+        print(f"  {name:9s} {med[name]:.4f}s (fastest {fast[name]:.4f}s)")
+    pairs = [
+        ("reprolab", "plain"), ("bare", "plain"), ("reprolab", "bare"), ("no_ema", "plain"),
+        ("no_ema", "bare"), ("reprolab", "no_ema"), ("reprolab", "stock"), ("plain", "stock"),
+    ]  # fmt: skip
+    for top, bottom in pairs:
+        if top in med and bottom in med:
+            print(
+                f"  ratio {top}/{bottom} = {med[top] / med[bottom]:.3f} "
+                f"(fastest {fast[top] / fast[bottom]:.3f})"
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workload", choices=("digits", "28x28"), default="digits")
+    ap.add_argument("--rows", type=int, default=10_000, help="28x28: generated images")
+    ap.add_argument(
+        "--contenders",
+        type=lambda text: text.split(","),
+        default=list(CONTENDERS),
+        help=f"comma-separated, run in this order each repeat: {','.join(CONTENDERS)}",
+    )
+    ap.add_argument("--data", type=Path, help="folder with prepared/ and augmented/ (digits)")
     ap.add_argument("--full", action="store_true", help="also train the defaults end to end")
     ap.add_argument("--accelerator", default="cpu", help="cpu | cuda (all contenders alike)")
     ap.add_argument("--no-startup", action="store_true", help="skip the start-up subprocess")
     ap.add_argument("--profile", metavar="FILE", help="also cProfile one reprolab run into FILE")
     a = ap.parse_args()
+    unknown = sorted(set(a.contenders) - set(CONTENDERS))
+    if unknown:
+        ap.error(f"--contenders: unknown {unknown}; choose from {', '.join(CONTENDERS)}")
     torch.set_num_threads(a.threads)
-    schema = json.loads((ROOT / "data/prepared/schema.json").read_text())
-    cfg = params(a.epochs, a.threads, accelerator=a.accelerator)
-    data = io.load_npz(ROOT / "data/augmented/train.npz", "X", "y")
-    no_ema = params(a.epochs, a.threads, ema=False, accelerator=a.accelerator)
-    plain, ours, bare, ours_no_ema, stock = [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for r in range(a.repeats):
-            plain += plain_loop(cfg, schema, data, a.epochs)[1:]
-            stock += plain_loop(cfg, schema, data, a.epochs, fused=False)[1:]
-            ours += reprolab_loop(cfg, schema, Path(tmp) / f"r{r}")[0][1:]
-            bare += lightning_minimal_loop(cfg, schema, data, Path(tmp) / f"m{r}")[1:]
-            ours_no_ema += reprolab_loop(no_ema, schema, Path(tmp) / f"n{r}")[0][1:]
-        p, o, b = statistics.median(plain), statistics.median(ours), statistics.median(bare)
-        print(
-            f"model={cfg.model.arch} width={cfg.model.width} depth={cfg.model.depth} "
-            f"batch={cfg.train.batch_size} rows={len(data['y'])} threads={a.threads} "
-            f"accelerator={a.accelerator}"
-        )
-        print(
-            f"epoch_time plain_pytorch={p:.4f}s reprolab={o:.4f}s ratio={o / p:.3f} "
-            f"(median of {len(plain)} epochs each, first epoch of each run dropped)"
-        )
-        print(
-            f"bare_lightning={b:.4f}s ratio={b / p:.3f}: Lightning's own share; reprolab "
-            f"over bare Lightning {o / b:.3f}. Fastest epochs: plain={min(plain):.4f}s "
-            f"bare={min(bare):.4f}s reprolab={min(ours):.4f}s ratio={min(ours) / min(plain):.3f}"
-        )
-        n = statistics.median(ours_no_ema)
-        print(
-            f"reprolab with train.ema off={n:.4f}s ratio={n / p:.3f} (fastest "
-            f"{min(ours_no_ema) / min(plain):.3f}); the EMA's own cost {o / n:.3f}"
-        )
-        s = statistics.median(stock)
-        print(
-            f"plain loop with torch's default (unfused) optimizer={s:.4f}s: reprolab / it "
-            f"{o / s:.3f} (fastest {min(ours) / min(stock):.3f}); "
-            f"the fused kernel saves {1 - p / s:.1%} of the plain epoch"
-        )
+        tmp = Path(tmp)
+        if a.workload == "28x28":
+            src, overrides = generated_data(tmp, a.rows, seed=0), WORKLOAD_28
+        else:
+            src, overrides = digits_data(a.data, tmp), {}
+        report(measure(a, tmp, src, overrides))
+        cfg = params(a.epochs, a.threads, accelerator=a.accelerator, overrides=overrides)
         if a.profile:
-            profile(cfg, schema, Path(tmp) / "profiled", Path(a.profile))
+            profile(cfg, src.schema(), tmp / "profiled", Path(a.profile), src)
+        if a.workload != "digits":
+            return
         if not a.no_startup:
-            print(f"startup process_start->first_step={startup(Path(tmp), a.threads):.2f}s")
+            print(f"startup process_start->first_step={startup(tmp, a.threads, src):.2f}s")
         if a.full:
             t0 = time.perf_counter()
             full = params(None, a.threads, accelerator=a.accelerator, fit_on=None)
-            _, out = reprolab_loop(full, schema, Path(tmp) / "full")
+            _, out = reprolab_loop(full, src.schema(), tmp / "full", src)
             wall = time.perf_counter() - t0
             print(
                 f"default_params epochs={out['metrics']['epochs']} fit_wall={wall:.1f}s "
-                f"test_acc={test_accuracy(out['paths']):.4f} "
+                f"test_acc={test_accuracy(out['paths'], src):.4f} "
                 f"val_acc={out['metrics'].get('val/acc')}"
             )
 

@@ -5,7 +5,6 @@ They take plain callables (`sink(epoch, metrics)`), so tracking stays outside th
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -111,16 +110,40 @@ class EMAModel(AveragedModel):
     queue (the EMA cost 18% of a digits epoch on an H200 that way). Here a host-side count
     mirrors the buffer; floating-point tensors move with one foreach lerp, integer buffers
     (BatchNorm's `num_batches_tracked`) take the current value.
+
+    The module tree is walked once per model, not per update: `parameters()` walks it
+    through a set of modules, hashing each, and a torchmetrics metric hashes its states,
+    so the walk was 280 us of a 300 us update of the default cnn's TaskModule.
     """
 
     def __init__(self, model: nn.Module, decay: float, device=None):
         super().__init__(model, device=device, use_buffers=True)
         self.decay = decay
         self._updates = 0
+        self._walks: dict[int, tuple[nn.Module, list[nn.Module]]] = {}
+
+    def _tensors(self, model: nn.Module) -> list[torch.Tensor]:
+        """`model`'s parameters then buffers, detached, in `parameters()`/`buffers()` order.
+
+        Tensors are read from the modules every call (`.to()` replaces buffers); only the
+        list of modules that hold any is kept (the metrics hold none).
+        """
+        walk = self._walks.get(id(model))
+        if walk is None or walk[0] is not model:
+            holders = [m for m in model.modules() if m._parameters or m._buffers]
+            walk = self._walks[id(model)] = (model, holders)
+        seen: set[int] = set()
+        tensors = []
+        for kind in ("_parameters", "_buffers"):
+            for module in walk[1]:
+                for t in getattr(module, kind).values():
+                    if t is not None and id(t) not in seen:  # shared tensors count once
+                        seen.add(id(t))
+                        tensors.append(t.detach())
+        return tensors
 
     def update_parameters(self, model: nn.Module) -> None:
-        avg = [t.detach() for t in itertools.chain(self.module.parameters(), self.module.buffers())]
-        cur = [t.detach() for t in itertools.chain(model.parameters(), model.buffers())]
+        avg, cur = self._tensors(self.module), self._tensors(model)
         if self._updates == 0:
             for a, c in zip(avg, cur, strict=True):
                 a.copy_(c)

@@ -150,3 +150,38 @@ def test_loader_order_depends_on_epoch_only():
     epoch["e"] = 1
     assert not torch.equal(e0, torch.cat([b[1] for b in loader]))
     assert len(loader) == 3 and sorted(e0.tolist()) == list(range(20))
+
+
+def test_ema_update_matches_a_walk_of_the_module_tree():
+    """EMAModel keeps its list of modules between updates: the average must still equal a
+    lerp over `parameters()` + `buffers()` (and follow buffers that `.to()` replaces)."""
+    import torchmetrics as tm
+
+    from lightning_modules.callbacks import EMAModel
+
+    torch.manual_seed(0)
+    net = torch.nn.Module()
+    net.body = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4))
+    net.metric = tm.classification.MulticlassAccuracy(3)  # in the tree, holds no tensors
+    net.shared = net.body[0]  # a module reached twice counts once
+    ema = EMAModel(net, decay=0.9)
+    expected = [t.detach().clone() for t in [*net.parameters(), *net.buffers()]]
+    for step in range(3):
+        net.train().body(torch.randn(2, 1, 5, 5))  # BatchNorm buffers move
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p))
+        if step == 1:
+            net.body[1].running_mean = net.body[1].running_mean.clone()  # a replaced buffer
+        ema.update_parameters(net)
+        current = [t.detach() for t in [*net.parameters(), *net.buffers()]]
+        for e, c in zip(expected, current, strict=True):
+            if step == 0 or not e.is_floating_point():
+                e.copy_(c)
+            else:
+                e.lerp_(c, 0.1)
+    averaged = [t.detach() for t in [*ema.module.parameters(), *ema.module.buffers()]]
+    assert len(averaged) == len(expected) == 7
+    for a, e in zip(averaged, expected, strict=True):
+        torch.testing.assert_close(a, e, rtol=0, atol=1e-6)
+    assert int(ema.n_averaged) == 3
