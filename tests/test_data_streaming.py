@@ -97,6 +97,8 @@ trainer.fit(Record(), data)
 
 @pytest.mark.integration
 def test_two_ddp_ranks_stream_disjoint_shards_that_cover_the_split(tmp_path):
+    import os
+    import signal
     import subprocess
     import sys
     from pathlib import Path
@@ -109,9 +111,17 @@ def test_two_ddp_ranks_stream_disjoint_shards_that_cover_the_split(tmp_path):
     # --standalone: a local rendezvous on a free port (a fixed port collides across workers)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
            "2", str(tmp_path / "ranks.py"), str(tmp_path)]  # fmt: skip
-    env = {**__import__("os").environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
-    res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
-    assert res.returncode == 0, res.stderr[-3000:]
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    # its own process group: on a timeout the two ranks go too, not only torchrun
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        _, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, err[-3000:]
     seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert len(seen[0]) == len(seen[1]) == n // 2
     assert not set(seen[0]) & set(seen[1])  # disjoint
