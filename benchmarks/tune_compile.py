@@ -61,7 +61,8 @@ def run_mode(mode: str, threads: int, base: Path) -> dict:
         "--out", "tuning", "--metrics", "tune.json",
     )  # fmt: skip
     [journal] = [f for f in (work / "tuning").rglob("*") if f.is_file() and "journal" in f.name]
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    backend = optuna.storages.journal.JournalFileBackend(str(journal))
+    storage = optuna.storages.JournalStorage(backend)
     [summary] = optuna.get_all_study_summaries(storage)
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
     trials = [

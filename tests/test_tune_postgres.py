@@ -111,8 +111,16 @@ def test_kill_9_worker_trial_fails_after_grace_and_is_retried(
         except ValueError:  # study not created yet
             continue
         running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        # mid-trial: its first epoch is reported, so every param of the trial is drawn
+        # (a trial killed between two suggestions is retried with the drawn ones fixed and
+        # the rest sampled afresh, as RetryFailedTrialCallback does)
         victim = next(
-            (t.number for t in running if t.user_attrs.get("reprolab_pid") == worker.pid), None
+            (
+                t.number
+                for t in running
+                if t.user_attrs.get("reprolab_pid") == worker.pid and t.intermediate_values
+            ),
+            None,
         )
     assert victim is not None, "the external worker never ran a trial"
     worker.kill()

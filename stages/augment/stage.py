@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from stages import config
-from stages.augment.online import image_spec, online_transform
 from stages.common import io
+from stages.common.online_augment import image_spec, online_transform
 from stages.runtime.cli import parser, path_field, run_main
 from stages.schema.augment import AugmentParams
 

@@ -86,7 +86,7 @@ def run(
     )
     args = module_args(cfg, schema)
     module = TaskModule(**args)
-    from stages.augment.online import online_transform
+    from stages.common.online_augment import online_transform
 
     data = TensorDataModule(
         (train["X"], train["y"]),
