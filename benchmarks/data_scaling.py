@@ -119,6 +119,13 @@ def main() -> None:
     ap.add_argument("--stages", nargs="+", default=list(STAGES))
     ap.add_argument("--baselines", nargs="+", default=None)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "reprolab-data")
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="params overrides, e.g. train.in_memory=false (values read as YAML)",
+    )
     args = ap.parse_args()
     repo = args.repo.resolve()
     commit = subprocess.run(
@@ -128,6 +135,7 @@ def main() -> None:
     fast = ["logreg_l2", "random_forest"] if args.kind == "images" else ["ridge", "random_forest"]
     commands = stage_commands(repo)
     print(f"repo {repo} @ {commit}; load {os.getloadavg()[0]:.2f}; {time.strftime('%F %T')}")
+    print(f"overrides: {' '.join(args.set) or 'none'}")
     print("| data | rows | stage | wall s | peak RSS MiB | ms per 1k rows | exit |")
     print("|---|---:|---|---:|---:|---:|---:|")
     for n in args.sizes:
@@ -138,6 +146,13 @@ def main() -> None:
             work = Path(tmp)
             shutil.copy(repo / "dvc.yaml", work / "dvc.yaml")
             raw = params_for(repo, source, args.kind, args.baselines or fast)
+            for item in args.set:
+                key, _, value = item.partition("=")
+                *parents, leaf = key.split(".")
+                node = raw
+                for part in parents:
+                    node = node.setdefault(part, {})
+                node[leaf] = yaml.safe_load(value)
             (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
             for stage in args.stages:
                 wall, rss, rc = run_stage(commands[stage], work, repo)

@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from train_overhead import params  # noqa: E402
 
-from stages.common import io  # noqa: E402
+from stages.common import splits  # noqa: E402
 from stages.train.stage import Paths, run  # noqa: E402
 
 ARCHS = ("mlp", "cnn", "resnet", "transformer", "lstm", "gru")
@@ -205,7 +205,7 @@ def throughput(
                 try:
                     res = train_once(cfg, schema, paths_for(prep, aug, out), acc == "cuda")
                     split = aug if cfg.train.use_augmented else prep
-                    n = len(io.load_npz(split / "train.npz", "y")["y"])
+                    n = len(splits.load(split / "train", "y")["y"])
                     epoch_s = statistics.median(res["epoch_seconds"][1:] or res["epoch_seconds"])
                     row |= {
                         "rows": n,
@@ -268,7 +268,7 @@ def latency(acc: str, tmp: Path, repeats: int) -> dict:
     cfg = params(None, 2, accelerator=acc)
     res = train_once(cfg, schema, paths_for(*_digits(), tmp / "full"), acc == "cuda")
     net, _meta = load_network(tmp / "full" / "model.pt")
-    test = io.load_npz(ROOT / "data/prepared/test.npz", "X", "y")
+    test = splits.load(ROOT / "data/prepared/test", "X", "y")
     device = torch.device(acc)
     out = {
         "fit_wall_s": res["wall_s"],

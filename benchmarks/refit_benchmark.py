@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stages import config  # noqa: E402
-from stages.common import io  # noqa: E402
+from stages.common import splits  # noqa: E402
 from stages.common.search_space import apply_overrides  # noqa: E402
 from stages.train.stage import Paths, run  # noqa: E402
 
@@ -52,7 +52,7 @@ def main() -> None:
     tuned = yaml.safe_load((ROOT / args.tuned).read_text()) if args.tuned else {}
     base = apply_overrides(base, {**tuned, "train.use_tuned": False, "train.progress_bar": "off"})
     schema = json.loads((ROOT / "data/prepared/schema.json").read_text())
-    test = io.load_npz(ROOT / "data/prepared/test.npz", "X", "y")
+    test = splits.load(ROOT / "data/prepared/test", "X", "y")
     n_test = len(test["y"])
     seeds = [int(s) for s in args.seeds.split(",")]
     errors: dict[str, list[int]] = {"train": [], "train+val": []}

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stages import config  # noqa: E402
-from stages.common import io  # noqa: E402
+from stages.common import splits  # noqa: E402
 from stages.train.setup import module_args  # noqa: E402
 from stages.train.stage import Paths, run  # noqa: E402
 
@@ -58,10 +58,10 @@ class Data:
 
     def train(self, cfg: config.Params) -> dict:
         source = self.augmented if cfg.train.use_augmented else self.prepared
-        return io.load_npz(source / "train.npz", "X", "y")
+        return splits.load(source / "train", "X", "y")
 
     def split(self, name: str) -> dict:
-        return io.load_npz(self.prepared / f"{name}.npz", "X", "y")
+        return splits.load(self.prepared / name, "X", "y")
 
     def schema(self) -> dict:
         return json.loads((self.prepared / "schema.json").read_text())

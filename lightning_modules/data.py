@@ -5,8 +5,9 @@ Each rank of a distributed run gets a distinct, equally long shard of every epoc
 permutation (padded like `DistributedSampler`), so DDP ranks never wait on each other.
 The permutation depends only on (seed, epoch): a resumed run sees the same batches.
 
-Streaming (`in_memory=False`): X and y stay numpy arrays, memory-mapped `.npy` files in
-practice, and each batch's rows are gathered from them, in the permutation's order, then
+Streaming (`in_memory=False`): X and y stay array-likes (the `pread` readers of
+stages.common.splits in practice: any object with `len` and index-array access), and each
+batch's rows are gathered from them, in the permutation's order, then
 moved to the device (pinned first when that device is a GPU). uint8 images are scaled to
 [0, 1] per batch, on the device, with the same float32 arithmetic in both paths, so a
 split gives the same batches in memory and streamed.
@@ -106,7 +107,7 @@ class TensorDataModule(L.LightningDataModule):
         batch_size: rows per batch (per rank).
         seed: shuffling seed (train only).
         on_device: move in-memory tensors to the training device in `setup` (GPUs).
-        in_memory: False = keep the arrays as given (memory-mapped files) and read each
+        in_memory: False = keep the arrays as given (readers of files on disk) and read each
             batch from them; True = whole tensors, as before.
         scale: the factor uint8 pixels are multiplied by (None: 1/255).
         train_transform: online augmentation of each train batch (see the module doc).

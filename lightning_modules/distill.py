@@ -13,11 +13,12 @@ index: train batches carry row indices instead of labels (`train_loader`).
 from __future__ import annotations
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.data import BatchLoader
+from lightning_modules.data import BatchLoader, as_float
 
 
 def two_logits(out: torch.Tensor) -> torch.Tensor:
@@ -45,16 +46,29 @@ def kd_loss(
 
 
 @torch.inference_mode()
-def teacher_outputs(teacher: nn.Module, X: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """The teacher's raw outputs (regression: standardized) for every row, computed once."""
+def teacher_outputs(
+    teacher: nn.Module, X, batch_size: int = 512, scale: float | None = None
+) -> torch.Tensor:
+    """The teacher's raw outputs (regression: standardized) for every row, computed once;
+    X is a tensor, an array or a reader of rows on disk (read `batch_size` rows at a time,
+    uint8 pixels times `scale`)."""
     teacher.eval()
     raw = getattr(teacher, "standardized", teacher)
-    return torch.cat([raw(X[i : i + batch_size]) for i in range(0, len(X), batch_size)]).clone()
+    with torch.no_grad():
+        outs = [
+            raw(as_float(torch.as_tensor(np.asarray(X[i : i + batch_size])), scale))
+            for i in range(0, len(X), batch_size)
+        ]
+    return torch.cat(outs).clone()
 
 
-def train_loader(X: torch.Tensor, batch_size: int, seed: int) -> BatchLoader:
-    """Shuffled batches of (X[idx], idx); the module looks labels/teacher outputs up by idx."""
-    return BatchLoader(X, torch.arange(len(X)), batch_size, shuffle=True, seed=seed)
+def train_loader(X, batch_size: int, seed: int, scale: float | None = None) -> BatchLoader:
+    """Shuffled batches of (X[idx], idx); the module looks labels/teacher outputs up by idx.
+    Rows in memory (a tensor or an array) are batched from memory, a reader's from disk."""
+    if isinstance(X, np.ndarray):
+        X = torch.from_numpy(X)
+    idx = torch.arange(len(X)) if isinstance(X, torch.Tensor) else np.arange(len(X))
+    return BatchLoader(X, idx, batch_size, shuffle=True, seed=seed, scale=scale)
 
 
 class DistillationModule(L.LightningModule):
@@ -119,7 +133,12 @@ class DistillationModule(L.LightningModule):
 
 
 def fit(
-    module: DistillationModule, X: torch.Tensor, epochs: int, batch_size: int, seed: int
+    module: DistillationModule,
+    X,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    scale: float | None = None,
 ) -> nn.Module:
     """Train for `epochs` on CPU (no checkpoints, no logger); returns the student in eval mode."""
     if epochs > 0:
@@ -135,5 +154,5 @@ def fit(
             num_sanity_val_steps=0,
             deterministic=True,
         )
-        trainer.fit(module, train_dataloaders=train_loader(X.float(), batch_size, seed))
+        trainer.fit(module, train_dataloaders=train_loader(X, batch_size, seed, scale))
     return module.student.eval()

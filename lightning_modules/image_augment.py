@@ -64,21 +64,41 @@ def augment_images(
     on_chunk: Callable[[int], object] | None = None,
 ) -> np.ndarray:
     """Augment (N, C, H, W) float images in [0, 1]; same seed -> same output.
-    `on_chunk(rows)` is called after each chunk (a progress bar's `update`).
+    `on_chunk(rows)` is called after each chunk (a progress bar's `update`)."""
+    out = np.empty(images.shape, dtype=np.float32)
+    for start, stop, batch in iter_augmented(images, spec, seed, chunk):
+        out[start:stop] = batch
+        if on_chunk is not None:
+            on_chunk(stop - start)
+    return out
+
+
+def iter_augmented(
+    images, spec: ImageAugmentSpec, seed: int, chunk: int = 4096, scale: float | None = None
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(start, stop, augmented float32 rows) chunk by chunk, so a caller can write each
+    chunk out and never hold the whole copy; `images` is float in [0, 1], or stored uint8
+    pixels times `scale`. Same seed -> same output as `augment_images`.
 
     kornia samples from torch's global generator, so sampling runs inside
-    `torch.random.fork_rng`, which restores the caller's RNG state afterwards.
+    `torch.random.fork_rng`, which restores the caller's RNG state afterwards (between
+    chunks too: the caller's own torch calls neither see nor shift this stream).
     """
     pipeline = build_pipeline(spec)
-    out = np.empty_like(images, dtype=np.float32)
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.manual_seed(seed)
-        for start, stop in _chunks(len(images), chunk):
-            batch = torch.from_numpy(np.ascontiguousarray(images[start:stop], dtype=np.float32))
-            out[start:stop] = pipeline(batch).clamp_(0.0, 1.0).numpy()
-            if on_chunk is not None:
-                on_chunk(stop - start)
-    return out
+    state = None
+    for start, stop in _chunks(len(images), chunk):
+        rows = np.asarray(images[start:stop])
+        if rows.dtype == np.uint8:
+            rows = rows.astype(np.float32) * np.float32(scale if scale is not None else 1 / 255)
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            if state is None:
+                torch.manual_seed(seed)
+            else:
+                torch.set_rng_state(state)
+            batch = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
+            out = pipeline(batch).clamp_(0.0, 1.0).numpy()
+            state = torch.get_rng_state()
+        yield start, stop, out
 
 
 class OnlineAugment:

@@ -9,14 +9,14 @@ import torch
 from lightning_modules.image_augment import ImageAugmentSpec, augment_images
 from stages.augment import stage as augment
 from stages.augment.tabular import jitter, mixup_same_class
+from stages.common import splits
 
 
 def _aug(make_params, prepared_dir, tmp_path, overrides=None, name="aug"):
     cfg = make_params({"augment": overrides or {}})
     out = tmp_path / name
     metrics = augment.run(cfg, prepared_dir, out)
-    with np.load(out / "train.npz") as npz:
-        return metrics, {k: npz[k] for k in npz.files}, out
+    return metrics, splits.load(out / "train"), out
 
 
 def test_images_multiplied_seeded_and_grid_written(make_params, prepared, tmp_path):
@@ -26,9 +26,9 @@ def test_images_multiplied_seeded_and_grid_written(make_params, prepared, tmp_pa
     assert m1["rows_out"] == 3 * m1["rows_in"]
     np.testing.assert_array_equal(a["X"], b["X"])  # same seed -> same output
     n = m1["rows_in"]
-    with np.load(src / "train.npz") as orig:
-        np.testing.assert_array_equal(a["X"][:n], orig["X"])  # originals first, untouched
-        np.testing.assert_array_equal(a["y"][n : 2 * n], orig["y"])
+    orig = splits.load(src / "train")
+    np.testing.assert_array_equal(a["X"][:n], orig["X"])  # originals first, untouched
+    np.testing.assert_array_equal(a["y"][n : 2 * n], orig["y"])
     assert not np.allclose(a["X"][n : 2 * n], a["X"][:n])
     assert a["augmented"].sum() == 2 * n and (a["source_index"][n : 2 * n] == np.arange(n)).all()
     assert (out / "samples.png").stat().st_size > 1000
@@ -37,21 +37,21 @@ def test_images_multiplied_seeded_and_grid_written(make_params, prepared, tmp_pa
 
 def test_val_and_test_are_never_augmented(make_params, prepared, tmp_path):
     src = prepared("digits")
-    before = {s: (src / f"{s}.npz").read_bytes() for s in ("val", "test")}
+    before = {s: (src / s / "X.npy").read_bytes() for s in ("val", "test")}
     _aug(make_params, src, tmp_path)
-    assert {s: (src / f"{s}.npz").read_bytes() for s in ("val", "test")} == before
+    assert {s: (src / s / "X.npy").read_bytes() for s in ("val", "test")} == before
 
 
 def test_val_rows_get_their_own_copies_for_a_refit(make_params, prepared, tmp_path):
-    """augmented/val.npz: the val rows first, then copies drawn from a stream of their own."""
+    """augmented/val: the val rows first, then copies drawn from a stream of their own."""
     src = prepared("digits")
     m, a, out = _aug(make_params, src, tmp_path, {"multiplier": 2})
-    with np.load(out / "val.npz") as npz, np.load(src / "val.npz") as orig:
-        n = len(orig["y"])
-        assert m["val_rows_out"] == 2 * n and npz["augmented"].sum() == n
-        np.testing.assert_array_equal(npz["X"][:n], orig["X"])
-        np.testing.assert_array_equal(npz["y"][n:], orig["y"])
-        assert not np.allclose(npz["X"][n:], orig["X"])
+    npz, orig = splits.load(out / "val"), splits.load(src / "val")
+    n = len(orig["y"])
+    assert m["val_rows_out"] == 2 * n and npz["augmented"].sum() == n
+    np.testing.assert_array_equal(npz["X"][:n], orig["X"])
+    np.testing.assert_array_equal(npz["y"][n:], orig["y"])
+    assert not np.allclose(npz["X"][n:], orig["X"])
 
 
 def test_disabled_copies_train_unchanged(make_params, prepared, tmp_path):
@@ -66,8 +66,8 @@ def test_seed_changes_output(make_params, prepared, tmp_path):
     _, a, _ = _aug(make_params, src, tmp_path, name="a")
     cfg = make_params({"seed": 1})
     augment.run(cfg, src, tmp_path / "c")
-    with np.load(tmp_path / "c" / "train.npz") as c:
-        assert not np.array_equal(a["X"], c["X"])
+    c = splits.load(tmp_path / "c" / "train")
+    assert not np.array_equal(a["X"], c["X"])
 
 
 def test_each_image_transform_can_be_switched_off(make_params, prepared, tmp_path):
@@ -165,8 +165,8 @@ def test_progress_bar_over_every_augmented_row_in_a_terminal_only(
     monkeypatch.setattr(sys, "stderr", _Terminal())
     metrics, _, _ = _aug(make_params, src, tmp_path, {"multiplier": 3})
     shown = sys.stderr.getvalue()
-    with np.load(src / "val.npz") as val:
-        total = 2 * (metrics["rows_in"] + len(val["y"]))  # two copies of train and of val
+    val = splits.load(src / "val", "y")
+    total = 2 * (metrics["rows_in"] + len(val["y"]))  # two copies of train and of val
     if ci:
         assert shown == ""  # CI logs get the stage's log line, not bar redraws
     else:

@@ -11,6 +11,7 @@ import torch
 from conftest import deep_update
 
 from stages.augment import stage as augment
+from stages.common import splits
 from stages.runtime.errors import UserError
 from stages.train import stage as train
 
@@ -42,8 +43,8 @@ def test_online_mode_writes_no_copies_but_a_preview(make_params, digits, tmp_pat
     src, _ = digits
     metrics = augment.run(make_params({"augment": {"mode": "online"}}), src, tmp_path / "aug")
     assert metrics["rows_out"] == metrics["rows_in"] and metrics["online"] == 1
-    with np.load(tmp_path / "aug" / "train.npz") as npz, np.load(src / "train.npz") as orig:
-        np.testing.assert_array_equal(npz["X"], orig["X"])  # the rows themselves, once
+    npz, orig = splits.load(tmp_path / "aug" / "train"), splits.load(src / "train")
+    np.testing.assert_array_equal(npz["X"], orig["X"])  # the rows themselves, once
     assert (tmp_path / "aug" / "samples.png").stat().st_size > 1000
 
 

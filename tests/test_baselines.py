@@ -10,7 +10,7 @@ import pytest
 
 from stages.augment import stage as augment
 from stages.baselines import stage as baselines
-from stages.common import skops_files
+from stages.common import skops_files, splits
 from stages.prepare import stage as prepare
 from stages.runtime.errors import ConfigError, UserError
 from stages.schema.baselines import ESTIMATORS, TREE_MODELS
@@ -44,7 +44,7 @@ def test_every_baseline_fits_and_is_saved(make_params, prepared, tmp_path, sourc
     assert sorted(results) == sorted(expected)
     assert json.loads((tmp_path / "m.json").read_text()) == results
     index = json.loads((out / "index.json").read_text())
-    val = np.load(src / "val.npz")
+    val = splits.load(src / "val", "X", "y")
     for name in expected:
         r = results[name]
         assert r["fit_seconds"] >= 0
@@ -93,7 +93,7 @@ def test_images_are_flattened_and_augmented_train_is_optional(make_params, prepa
     assert plain["decision_tree_gini"] != aug["decision_tree_gini"]  # trained on other rows
     pipe = skops_files.load_trusted(out / "knn.skops")
     assert pipe.steps[0][0] == "flatten"
-    X = np.load(src / "test.npz")["X"]
+    X = splits.load(src / "test", "X")["X"]
     assert X.ndim == 4 and pipe.predict(X[:3]).shape == (3,)
     heat = (tmp_path / "imp" / "decision_tree_gini.csv").read_text().splitlines()
     assert heat[0] == "feature,importance,kind" and len(heat) == 1 + 64
@@ -109,7 +109,7 @@ def test_permutation_importance_is_sklearns_on_the_sampled_val_rows(make_params,
     cfg, _, out = _fit(make_params, src, tmp_path, models=["logreg_l2"])
     rows = (tmp_path / "imp" / "logreg_l2.csv").read_text().splitlines()[1:]
     got = {line.split(",")[0]: float(line.split(",")[1]) for line in rows}
-    val = np.load(src / "val.npz")
+    val = splits.load(src / "val", "X", "y")
     model = skops_files.load_trusted(out / "logreg_l2.skops")[-1]
     rng = np.random.default_rng(cfg.seed)
     n = len(val["y"])
@@ -164,3 +164,57 @@ def test_untrusted_types_in_a_model_file_are_refused(tmp_path):
     sio.dump(FunctionTransformer(os.system), path)
     with pytest.raises(UserError, match=r"refusing to load types \['posix.system'\]"):
         skops_files.load_trusted(path)
+
+
+def test_max_rows_fits_on_a_seeded_stratified_sample(make_params, prepared, tmp_path, caplog):
+    """Over `baselines.max_rows`, a model is fit on that many rows: the same seeded sample
+    every run, each class keeping its share; `model_max_rows` caps one model lower."""
+    from stages.baselines import rows
+    from stages.common import fit_rows
+
+    caplog.set_level(logging.INFO, "reprolab.baselines")
+    src = prepared("iris")
+    models = ["knn", "decision_tree_gini"]
+    cfg, a, out = _fit(
+        make_params, src, tmp_path, models=models, max_rows=60, model_max_rows={"knn": 30}
+    )
+    train, _ = fit_rows.load(src, cfg.train.fit_on)  # the stage's fit rows, before the cap
+    n_train = len(train["y"])
+    assert (a["knn"]["fit_rows"], a["decision_tree_gini"]["fit_rows"]) == (30, 60)
+    assert f"model=knn fit_rows=30 of {n_train}" in caplog.text
+    index = json.loads((out / "index.json").read_text())
+    assert index["max_rows"] == 60 and index["models"]["knn"]["fit_rows"] == 30
+    knn = skops_files.load_trusted(out / "knn.skops")[-1]
+    keep = rows.sample(train["y"], 30, "classification", cfg.seed)
+    np.testing.assert_array_equal(knn._fit_X, train["X"].reshape(n_train, -1)[keep])
+    share = np.bincount(train["y"].astype(int)) * 30 / n_train
+    assert np.all(np.abs(np.bincount(knn._y, minlength=len(share)) - share) < 1)
+    _, b, _ = _fit(
+        make_params, src, tmp_path, models=models, max_rows=60, model_max_rows={"knn": 30}
+    )
+    for r in (a, b):
+        for m in r.values():
+            m.pop("fit_seconds")
+    assert a == b
+    _, full, _ = _fit(make_params, src, tmp_path, models=["knn"], max_rows=None, model_max_rows={})
+    assert full["knn"]["fit_rows"] == n_train
+
+
+def test_row_sample_is_stratified_seeded_and_whole_under_the_cap():
+    from stages.baselines import rows
+
+    y = np.repeat([0, 1, 2], [700, 200, 100])
+    keep = rows.sample(y, 100, "classification", seed=3)
+    assert len(keep) == 100 and np.all(np.diff(keep) > 0)
+    assert np.bincount(y[keep]).tolist() == [70, 20, 10]
+    np.testing.assert_array_equal(keep, rows.sample(y, 100, "classification", seed=3))
+    assert not np.array_equal(keep, rows.sample(y, 100, "classification", seed=4))
+    assert len(set(rows.sample(y.astype(float), 250, "regression", seed=0))) == 250
+    np.testing.assert_array_equal(rows.sample(y, 5000, "classification", 0), np.arange(1000))
+
+
+def test_row_caps_are_checked(make_params):
+    with pytest.raises(ConfigError, match="unknown model 'svc'"):
+        make_params({"baselines": {"model_max_rows": {"svc": 100}}})
+    with pytest.raises(ConfigError, match="max_rows"):
+        make_params({"baselines": {"max_rows": 0}})

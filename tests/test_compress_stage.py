@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pytest
 
+from stages.common import splits
 from tests.conftest import pipeline_env, run_dvc, start_stage, write_params
 
 pytestmark = pytest.mark.integration
@@ -65,7 +65,7 @@ def test_repro_compress_writes_variants_table_and_nested_runs(repo_copy, tmp_pat
     from lightning_modules.quantize import run_onnx, session
     from lightning_modules.serialization import load_network, predict
 
-    X = np.load(repo_copy / "data/prepared/val.npz")["X"][:5]
+    X = splits.head(repo_copy / "data/prepared/val", 5)
     out_dir = repo_copy / "models/compressed"
     stems = {p.stem for p in out_dir.iterdir()}
     assert stems == expected - {"original"}

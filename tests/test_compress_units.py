@@ -33,6 +33,7 @@ from lightning_modules.quantize import (
     session,
     verify_onnx,
 )
+from stages.common import splits
 from stages.compress import stage as compress
 from stages.runtime.errors import ConfigError, UserError
 
@@ -270,7 +271,7 @@ def _tiny_inputs(tmp_path, arch, **spec):
     gen = np.random.default_rng(0)
     for split, n in (("train", 64), ("val", 32)):
         X = gen.normal(size=(n, 1, 8, 8)).astype(np.float32)
-        np.savez(tmp_path / f"{split}.npz", X=X, y=gen.integers(0, 3, n))
+        splits.write(tmp_path / split, X=X, y=gen.integers(0, 3, n))
     kwargs = {"input_shape": [1, 8, 8], "n_outputs": 3, **spec}
     net = build_network(arch, **kwargs)
     save_network(
@@ -321,8 +322,8 @@ def _trained_regression(tmp_path) -> compress.Paths:
     gen = np.random.default_rng(0)
     X = gen.normal(size=(384, 6)).astype(np.float32)
     y = (900 * X[:, 0] - 600 * X[:, 1] + 3000 + gen.normal(0, 50, len(X))).astype(np.float32)
-    np.savez(tmp_path / "train.npz", X=X[:256], y=y[:256])
-    np.savez(tmp_path / "val.npz", X=X[256:], y=y[256:])
+    splits.write(tmp_path / "train", X=X[:256], y=y[:256])
+    splits.write(tmp_path / "val", X=X[256:], y=y[256:])
     kwargs = {"input_shape": [6], "n_outputs": 1, "width": 16, "depth": 1, "dropout": 0.0}
     kwargs |= {"target_mean": float(y[:256].mean()), "target_std": float(y[:256].std())}
     torch.manual_seed(0)

@@ -1,6 +1,6 @@
 """lightning_modules/data.py streaming and online augmentation (#16): batches read from
-memory-mapped files equal the in-memory ones, rank by rank; online augmentation is seeded by
-(epoch, rank, batch) and leaves the caller's RNG alone."""
+split files on disk (stages.common.splits readers) equal the in-memory ones, rank by rank;
+online augmentation is seeded by (epoch, rank, batch) and leaves the caller's RNG alone."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from lightning_modules.data import BatchLoader
+from stages.common import splits
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
@@ -18,10 +19,10 @@ def test_streamed_batches_equal_in_memory_batches(tmp_path, dtype):
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, (37, 1, 4, 4)).astype(dtype)
     y = rng.integers(0, 3, 37)
-    np.save(tmp_path / "X.npy", X)
-    np.save(tmp_path / "y.npy", y)
-    Xm, ym = (np.load(tmp_path / f"{k}.npy", mmap_mode="r") for k in ("X", "y"))
-    for rank in range(2):  # each DDP rank's shard, streamed from the memory-mapped files
+    splits.write(tmp_path / "s", X=X, y=y)
+    Xm = splits.open_split(tmp_path / "s")["X"]
+    ym = y
+    for rank in range(2):  # each DDP rank's shard, streamed from the split on disk
         kw = {"shuffle": True, "seed": 4, "rank": rank, "world_size": 2}
         held = BatchLoader(torch.from_numpy(X), torch.from_numpy(y), 8, **kw)
         streamed = BatchLoader(Xm, ym, 8, **kw)
@@ -61,9 +62,11 @@ import numpy as np
 import torch
 
 from lightning_modules.data import TensorDataModule
+from stages.common import splits
 
 work = Path(sys.argv[1])
-X, y = (np.load(work / f"{k}.npy", mmap_mode="r") for k in ("X", "y"))
+rows = splits.open_split(work / "train")  # pread readers: each rank reads only its rows
+X, y = rows["X"], np.asarray(rows["y"])
 
 
 class Record(L.LightningModule):
@@ -104,8 +107,8 @@ def test_two_ddp_ranks_stream_disjoint_shards_that_cover_the_split(tmp_path):
     from pathlib import Path
 
     n = 100  # even: no padding row repeats on a second rank
-    np.save(tmp_path / "X.npy", np.random.default_rng(0).random((n, 3), dtype=np.float32))
-    np.save(tmp_path / "y.npy", np.arange(n))  # the label is the row's index
+    X = np.random.default_rng(0).random((n, 3), dtype=np.float32)
+    splits.write(tmp_path / "train", X=X, y=np.arange(n))  # the label is the row's index
     (tmp_path / "ranks.py").write_text(RANKS_SCRIPT)
     repo = Path(__file__).resolve().parents[1]
     # --standalone: a local rendezvous on a free port (a fixed port collides across workers)

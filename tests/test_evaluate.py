@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stages.baselines import stage as baselines
-from stages.common import skops_files
+from stages.common import skops_files, splits
 from stages.evaluate import stage as evaluate
 from stages.prepare import stage as prepare
 from stages.runtime.errors import UserError
@@ -182,8 +182,8 @@ def test_trained_network_joins_the_leaderboard(make_params, tmp_path):
     row = board["candidates"]["network"]
     assert row["n_params"] == sum(p.numel() for p in net.parameters())
     assert summary["run_ids"]["network"] == "run-123"
-    X = np.load(prepared / "test.npz")["X"]
-    y = np.load(prepared / "test.npz")["y"]
+    test = splits.load(prepared / "test")
+    X, y = test["X"], test["y"]
     proba = serialization.predict(net.eval(), payload, X)
     assert row["accuracy"] == pytest.approx((proba.argmax(axis=1) == y).mean())
     # the baselines refit on train+val (shipped train.fit_on); this network's params say train

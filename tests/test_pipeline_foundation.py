@@ -27,7 +27,7 @@ def test_repro_prepare_augment(repo_copy, tmp_path):
     assert "Running stage 'prepare'" in out.stdout and "Running stage 'augment'" in out.stdout
     schema = json.loads((repo_copy / "data/prepared/schema.json").read_text())
     assert schema["dataset"] == "digits" and schema["input_shape"] == [1, 8, 8]
-    assert (repo_copy / "data/augmented/train.npz").exists()
+    assert (repo_copy / "data/augmented/train/split.json").exists()
     assert (repo_copy / "data/augmented/samples.png").exists()
 
     runs = _runs(env)
@@ -100,4 +100,4 @@ def test_readme_own_data_commands(repo_copy, tmp_path, sets, expect):
     run_dvc(repo_copy, env, "exp", "run", *args, "augment")
     schema = json.loads((repo_copy / "data/prepared/schema.json").read_text())
     assert {k: schema[k] for k in expect} == expect
-    assert (repo_copy / "data/augmented/train.npz").exists()
+    assert (repo_copy / "data/augmented/train/split.json").exists()

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from stages.common import splits
 from stages.prepare import stage as prepare
 from stages.runtime.errors import DataError, UserError
 
@@ -26,8 +27,8 @@ def _prepare(make_params, tmp_path, data: dict) -> tuple[dict, Path]:
 
 
 def _load(out: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    with np.load(out / f"{split}.npz") as npz:
-        return npz["X"], npz["y"]
+    arrays = splits.load(out / split)
+    return arrays["X"], arrays["y"]
 
 
 @pytest.mark.parametrize(
@@ -291,14 +292,12 @@ def test_data_errors_are_user_errors():
 
 def test_failed_rerun_keeps_previous_output(make_params, tmp_path):
     _, out = _prepare(make_params, tmp_path, {"source": "iris"})
-    before = (out / "train.npz").read_bytes()
+    before = (out / "train" / "X.npy").read_bytes()
     name = _write(tmp_path, "e.csv", "")
     with pytest.raises(UserError):
         prepare.run(make_params({"data": {"source": name, "target": "y"}}), out, root=tmp_path)
-    assert (out / "train.npz").read_bytes() == before
+    assert (out / "train" / "X.npy").read_bytes() == before
     pd.testing.assert_index_equal(
         pd.Index(sorted(p.name for p in out.iterdir())),
-        pd.Index(
-            ["schema.json", "test.npz", "train.npz", "val.npz", "preprocessor.skops"]
-        ).sort_values(),
+        pd.Index(["schema.json", "test", "train", "val", "preprocessor.skops"]).sort_values(),
     )

@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from stages.common import splits
 from tests.conftest import copy_repo, pipeline_env, run_dvc, run_stage, write_params
 
 pytestmark = pytest.mark.integration
@@ -67,9 +68,7 @@ def _raw_test(repo: Path):
 
     cfg = config.load(repo / "params.yaml")
     planned = plan(cfg, repo)
-    with np.load(repo / "data" / "prepared" / "test.npz") as test:
-        X = test["X"]
-    return planned, X
+    return planned, splits.load(repo / "data" / "prepared" / "test", "X")["X"]
 
 
 def _candidate_answer(repo: Path, name: str, X: np.ndarray):

@@ -191,28 +191,31 @@ def test_experiment_kind_run_names_and_dvc_experiment(make_params, mlflow_uri, m
 
 
 def test_split_inputs_carry_dvc_hashes_and_contexts(tmp_path, mlflow_uri, monkeypatch):
-    """Digest = DVC's md5 of the file (the `.dir` manifest in the cache), else the output's."""
+    """Digest = DVC's md5 of the split's files (the `.dir` manifest in the cache: the md5 of
+    their sorted "relpath md5" lines), else the output's."""
     import hashlib
     import json
 
     import numpy as np
 
-    from stages.common import io
+    from stages.common import splits as split_store
     from stages.runtime import tracking_inputs
 
     monkeypatch.chdir(tmp_path)
     for folder in ("prepared", "augmented"):
         for split, rows in (("train", 6), ("val", 3)):
-            io.save_npz(
-                f"data/{folder}/{split}.npz",
+            split_store.write(
+                f"data/{folder}/{split}",
                 X=np.zeros((rows, 1, 2, 2), "float32"),
                 y=np.zeros(rows, "int64"),
             )
-    md5 = {
-        p: hashlib.md5(Path(p).read_bytes()).hexdigest()
-        for p in ("data/prepared/train.npz", "data/prepared/val.npz")
-    }
-    manifest = [{"md5": md5[p], "relpath": Path(p).name} for p in md5]
+    manifest = [
+        {"md5": hashlib.md5(p.read_bytes()).hexdigest(), "relpath": f"{split}/{p.name}"}
+        for split in ("train", "val")
+        for p in sorted(Path("data/prepared", split).iterdir())
+    ]
+    val_lines = sorted(f"{e['relpath']} {e['md5']}" for e in manifest if "val/" in e["relpath"])
+    val_md5 = hashlib.md5("\n".join(val_lines).encode()).hexdigest()
     (tmp_path / ".dvc/cache/files/md5/ab").mkdir(parents=True)
     (tmp_path / ".dvc/cache/files/md5/ab/cdef.dir").write_text(json.dumps(manifest))
     Path("dvc.lock").write_text(
@@ -222,8 +225,8 @@ def test_split_inputs_carry_dvc_hashes_and_contexts(tmp_path, mlflow_uri, monkey
     )
     mlflow.set_experiment("inputs")
     splits = {
-        "train": [Path("data/augmented/train.npz"), Path("data/prepared/val.npz")],
-        "val": [Path("data/prepared/val.npz"), Path("data/prepared/missing.npz")],
+        "train": [Path("data/augmented/train"), Path("data/prepared/val")],
+        "val": [Path("data/prepared/val"), Path("data/prepared/missing")],
     }
     with mlflow.start_run() as run:
         assert tracking_inputs.log_splits("toy", splits) == 2
@@ -234,7 +237,7 @@ def test_split_inputs_carry_dvc_hashes_and_contexts(tmp_path, mlflow_uri, monkey
     }
     assert got == {
         "toy/augmented/train": ("0123.dir", "train"),  # no manifest cached: the folder's hash
-        "toy/prepared/val": (md5["data/prepared/val.npz"], "train+val"),
+        "toy/prepared/val": (val_md5, "train+val"),
     }
     val = next(i.dataset for i in inputs if i.dataset.name == "toy/prepared/val")
     assert json.loads(val.profile)["num_rows"] == 3

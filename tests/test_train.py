@@ -4,6 +4,7 @@ NaN handling. Tiny nets, one or two epochs, CPU."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import torch
 import yaml
 
 from lightning_modules.serialization import load_network, predict
-from stages.common import io
+from stages.common import splits
 from stages.common.compat import check, cpu_has_bf16
 from stages.runtime.errors import ConfigError, UserError
 from stages.train import stage as train
@@ -68,7 +69,7 @@ def test_outputs_and_model_contract(
     assert payload["arch"] == arch and payload["task"] == task
     assert payload["schema"] == schema and payload["params"]["train"]["max_epochs"] == 1
     net, meta = load_network(paths.model)
-    test = io.load_npz(src / "test.npz", "X", "y")
+    test = splits.load(src / "test", "X", "y")
     assert net(torch.from_numpy(test["X"][:4])).shape == (4, n_out)
     out = predict(net, meta, test["X"])
     if task == "regression":  # original units: the scale of the targets, not z-scores
@@ -158,9 +159,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(
     bad = tmp_path / "bad"
     bad.mkdir()
     for split in ("val", "test"):
-        (bad / f"{split}.npz").write_bytes((src / f"{split}.npz").read_bytes())
-    data = io.load_npz(src / "train.npz", "X", "y")
-    io.save_npz(bad / "train.npz", X=np.full_like(data["X"], np.nan), y=data["y"])
+        shutil.copytree(src / split, bad / split)
+    data = splits.load(src / "train", "X", "y")
+    splits.write(bad / "train", X=np.full_like(data["X"], np.nan), y=data["y"])
     paths = train.Paths(**{**paths.__dict__, "prepared": bad, "augmented": bad})
     cfg = _cfg(make_params, {"train": {"max_epochs": 2, "resume": True, **fixed}})
     with pytest.raises(UserError, match=r"loss is nan at epoch 1.*Last good checkpoint kept"):
@@ -264,7 +265,7 @@ def test_val_loss_is_plain_nll_whatever_the_label_smoothing():
 def test_refit_fits_on_train_plus_val_rows(make_params, prepared, tmp_path):
     """fit_on train+val: every epoch steps over train + val rows; train keeps val out."""
     src, schema = prepared("iris")
-    n = {s: len(io.load_npz(src / f"{s}.npz", "y")["y"]) for s in ("train", "val")}
+    n = {s: len(splits.load(src / s, "y")["y"]) for s in ("train", "val")}
     steps = {}
     for fit_on in ("train", "train+val"):
         paths = _paths(tmp_path, src, fit_on)
@@ -274,13 +275,11 @@ def test_refit_fits_on_train_plus_val_rows(make_params, prepared, tmp_path):
         assert train.run(cfg, schema, paths)["fit_on"] == fit_on
         steps[fit_on] = torch.load(paths.ckpt, weights_only=True)["global_step"]
     assert steps == {"train": -(-n["train"] // 16), "train+val": -(-(n["train"] + n["val"]) // 16)}
-    # an augmented folder from before the refit (no val.npz) is refused with the fix
+    # an augmented folder from before the refit (no val split) is refused with the fix
     (tmp_path / "old-aug").mkdir()
-    (tmp_path / "old-aug" / "train.npz").write_bytes((src / "train.npz").read_bytes())
+    shutil.copytree(src / "train", tmp_path / "old-aug" / "train")
     paths = train.Paths.under(tmp_path / "old", src, tmp_path / "old-aug")
-    with pytest.raises(
-        UserError, match=r"old-aug/val.npz: train.fit_on = 'train\+val'.*fit_on: train"
-    ):
+    with pytest.raises(UserError, match=r"old-aug/val: train.fit_on = 'train\+val'.*fit_on: train"):
         train.run(
             _cfg(make_params, {"model": {"arch": "mlp"}, "train": {"use_augmented": True}}),
             schema,

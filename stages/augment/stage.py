@@ -1,8 +1,9 @@
 """augment stage: offline, seeded augmentation of the rows models are fit on.
 
-Writes `train.npz` with the original rows followed by `multiplier - 1` augmented copies
-(arrays `X`, `y`, `source_index`, `augmented`) and, for images, `samples.png`, a grid of
-originals above their augmented versions. `val.npz` is the same for the val rows, with
+Writes the split `train/` (stages.common.splits, chunk by chunk: no copy is ever whole in
+memory) with the original rows followed by `multiplier - 1` augmented copies (arrays `X`,
+`y`, `source_index`, `augmented`; images stay uint8) and, for images, `samples.png`, a grid
+of originals above their augmented versions. `val/` is the same for the val rows, with
 their own seeds: it is read only by a refit (`train.fit_on: train+val`, see
 `stages/common/fit_rows.py`); validation itself always scores the prepared val rows. Test is
 never touched.
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from stages import config
-from stages.common import io
+from stages.common import io, splits
 from stages.common.online_augment import image_spec, online_transform
 from stages.runtime.cli import parser, path_field, run_main
 from stages.schema.augment import AugmentParams
@@ -30,49 +31,47 @@ log = logging.getLogger("reprolab.augment")
 
 
 def run(cfg: config.Params, prepared: str | Path, out_dir: str | Path) -> dict[str, Any]:
-    """Augment `prepared/{train,val}.npz` into `out_dir`. Returns the stage's metrics."""
+    """Augment the prepared train and val splits into `out_dir`. Returns the stage's metrics."""
     start = time.perf_counter()
     prepared = Path(prepared)
     schema = io.read_schema(prepared)
     aug = cfg.augment
     online = online_transform(cfg, schema) is not None  # refuses online for non-images
     copies = aug.multiplier - 1 if aug.enabled and not online else 0
-    inputs = {name: io.load_npz(prepared / f"{name}.npz", "X", "y") for name in ("train", "val")}
+    inputs = {name: splits.open_split(prepared / name, "X", "y") for name in ("train", "val")}
+    scale = splits.x_scale(prepared / "train")
+    # the jitter's scale is the train split's feature spread (tables and sequences, float)
+    reference = None if schema["modality"] == "image" else np.asarray(inputs["train"]["X"])
     from stages.common.progress import bar
 
     total = copies * sum(len(rows["y"]) for rows in inputs.values())
-    # one independent, reproducible stream per split and copy (multiplier <= 100); jitter is
-    # scaled by the train split's feature spread for both
-    with bar(desc="augment", unit=" rows", total=total) as rows_bar:
-        splits = {
-            name: _expand(
-                rows["X"],
-                rows["y"],
-                schema,
-                aug,
-                copies,
-                cfg.seed * 1000 + stream,
-                inputs["train"]["X"],
+    with bar(desc="augment", unit=" rows", total=total) as rows_bar, io.atomic_dir(out_dir) as tmp:
+        # one independent, reproducible stream per split and copy (multiplier <= 100)
+        for (name, rows), stream in zip(inputs.items(), (0, 500), strict=True):
+            _write_expanded(
+                tmp / name,
+                rows,
+                scale,
+                _Copies(schema, aug, copies, cfg.seed * 1000 + stream, reference),
                 rows_bar.update,
             )
-            for (name, rows), stream in zip(inputs.items(), (0, 500), strict=True)
-        }
-    with io.atomic_dir(out_dir) as tmp:
-        for name, arrays in splits.items():
-            io.save_npz(tmp / f"{name}.npz", **arrays)
-        n, out = len(inputs["train"]["y"]), splits["train"]["X"]
-        if schema["modality"] == "image" and copies and aug.sample_grid:
-            _sample_grid(out[:n], out[n : 2 * n], aug.sample_grid, tmp / "samples.png")
-        elif online and aug.sample_grid:  # what the training loop will see, for a look
-            from lightning_modules.image_augment import augment_images
+        n = len(inputs["train"]["y"])
+        if schema["modality"] == "image" and aug.sample_grid and (copies or online):
+            written = splits.open_split(tmp / "train", "X")["X"]
+            k = min(aug.sample_grid, n)
+            shown = splits.to_float(written[:k], scale)
+            if copies:
+                after = splits.to_float(written[n : n + k], scale)
+            else:  # online: what the training loop will see, for a look
+                from lightning_modules.image_augment import augment_images
 
-            shown = out[: aug.sample_grid]
-            preview = augment_images(shown, image_spec(aug), cfg.seed * 1000)
-            _sample_grid(shown, preview, aug.sample_grid, tmp / "samples.png")
+                after = augment_images(shown, image_spec(aug), cfg.seed * 1000)
+            _sample_grid(shown, after, aug.sample_grid, tmp / "samples.png")
+    n_val = len(inputs["val"]["y"])
     metrics = {
         "rows_in": n,
-        "rows_out": len(splits["train"]["y"]),
-        "val_rows_out": len(splits["val"]["y"]),
+        "rows_out": n * (copies + 1),
+        "val_rows_out": n_val * (copies + 1),
         "copies": copies,
         "online": int(online),
         "seconds": round(time.perf_counter() - start, 3),
@@ -81,55 +80,84 @@ def run(cfg: config.Params, prepared: str | Path, out_dir: str | Path) -> dict[s
     return metrics
 
 
-def _expand(
-    X: np.ndarray,
-    y: np.ndarray,
-    schema: dict[str, Any],
-    aug: AugmentParams,
-    copies: int,
-    seed: int,
-    reference: np.ndarray,
+@dataclass(frozen=True)
+class _Copies:
+    """How the augmented copies of one split are made: `copies` of them, copy i seeded
+    `seed + i`; `reference` (the train rows) sets the tabular jitter's scale."""
+
+    schema: dict[str, Any]
+    aug: AugmentParams
+    copies: int
+    seed: int
+    reference: np.ndarray | None
+
+
+def _write_expanded(
+    folder: Path,
+    rows: dict[str, splits.Rows],
+    scale: float | None,
+    how: _Copies,
     on_rows: Callable[[int], object],
-) -> dict[str, np.ndarray]:
-    """The rows followed by `copies` augmented copies, with their source row and flag;
-    `on_rows(n)` is told of every n rows augmented (the progress bar)."""
-    parts_X, parts_y = [X], [y]
-    for copy in range(copies):
-        Xa, ya = _augment_once(X, y, schema, aug, seed + copy, reference, on_rows)
-        parts_X.append(Xa)
-        parts_y.append(ya)
-    return {
-        "X": np.concatenate(parts_X),
-        "y": np.concatenate(parts_y),
-        "source_index": np.tile(np.arange(len(X)), copies + 1),
-        "augmented": np.repeat(np.arange(copies + 1) > 0, len(X)),
+) -> None:
+    """The split's rows followed by its augmented copies, with each row's source index and
+    an augmented flag, written chunk by chunk: no copy is concatenated in memory, and an
+    image copy is never whole in memory either; `on_rows(n)` is told of every n rows."""
+    X, y = rows["X"], np.asarray(rows["y"])
+    n = len(y)
+    spec = {
+        "X": (X.row_shape, X.dtype),
+        "y": (y.shape[1:], y.dtype),
+        "source_index": ((), np.int64),
+        "augmented": ((), np.bool_),
     }
+    with splits.Writer(folder, n * (how.copies + 1), spec, scale) as out:
+        for part in X.chunks():
+            start = out.written["X"]
+            out.write(
+                X=part,
+                y=y[start : start + len(part)],
+                source_index=np.arange(start, start + len(part)),
+                augmented=np.zeros(len(part), bool),
+            )
+        for copy in range(how.copies):
+            for lo, hi, Xa, ya in _augment_once(X, y, how, how.seed + copy, scale):
+                out.write(
+                    X=_stored(Xa, X.dtype, scale),
+                    y=ya,
+                    source_index=np.arange(lo, hi),
+                    augmented=np.ones(hi - lo, bool),
+                )
+                on_rows(hi - lo)
 
 
-def _augment_once(
-    X: np.ndarray,
-    y: np.ndarray,
-    schema: dict[str, Any],
-    aug: AugmentParams,
-    seed: int,
-    reference: np.ndarray,
-    on_rows: Callable[[int], object],
-) -> tuple[np.ndarray, np.ndarray]:
-    """One augmented copy of X; `reference` (the train rows) sets the jitter's scale."""
+def _stored(X: np.ndarray, dtype: np.dtype, scale: float | None) -> np.ndarray:
+    """Augmented float rows back in the split's stored dtype (uint8 pixels: rounded)."""
+    if dtype == np.uint8:
+        factor = np.float32(scale if scale is not None else 1 / 255)
+        return np.clip(np.rint(X / factor), 0, 255).astype(np.uint8)
+    return X.astype(dtype, copy=False)
+
+
+def _augment_once(X: splits.Rows, y: np.ndarray, how: _Copies, seed: int, scale: float | None):
+    """One augmented copy of the rows, as (start, stop, X, y) chunks."""
+    schema, aug = how.schema, how.aug
     if schema["modality"] == "image":
-        from lightning_modules.image_augment import augment_images
+        from lightning_modules.image_augment import iter_augmented
 
-        return augment_images(X, image_spec(aug), seed, on_chunk=on_rows), y.copy()
+        for lo, hi, Xa in iter_augmented(X, image_spec(aug), seed, scale=scale):
+            yield lo, hi, Xa, y[lo:hi]
+        return
+    rows = np.asarray(X)  # tables and sequences: one copy at a time (mixup pairs rows)
     rng = np.random.default_rng(seed)
     t = aug.tabular
     if schema["modality"] == "table":
         mask = np.asarray(schema["preprocessing"]["numeric_mask"], dtype=np.float32)
     else:
-        mask = np.ones(X.shape[-1], dtype=np.float32)
-    out_X, out_y = X, y
+        mask = np.ones(rows.shape[-1], dtype=np.float32)
+    out_X, out_y = rows, y
     if t.jitter.enabled and t.jitter.p > 0:
-        axes = tuple(range(X.ndim - 1))
-        feature_std = reference.std(axis=axes).astype(np.float32)
+        axes = tuple(range(rows.ndim - 1))
+        feature_std = how.reference.std(axis=axes).astype(np.float32)
         out_X = _jitter(out_X, rng, t.jitter.p, t.jitter.std, feature_std, mask)
     if t.mixup.enabled and t.mixup.p > 0:
         from stages.augment.tabular import mixup_same_class
@@ -137,8 +165,7 @@ def _augment_once(
         out_X, out_y = mixup_same_class(
             out_X, out_y, rng, t.mixup.p, t.mixup.alpha, schema["task"] == "classification"
         )
-    on_rows(len(X))
-    return out_X, (out_y if out_y is not y else y.copy())
+    yield 0, len(rows), out_X, out_y
 
 
 def _jitter(X, rng, p, std, feature_std, mask):
@@ -202,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             inputs=[args.prepared],
         ):
             prepared = Path(args.prepared)
-            splits = {name: [prepared / f"{name}.npz"] for name in ("train", "val")}
-            tracking_inputs.log_splits(schema["dataset"], splits)
+            splits_read = {name: [prepared / name] for name in ("train", "val")}
+            tracking_inputs.log_splits(schema["dataset"], splits_read)
             metrics = run(cfg, args.prepared, args.out)
             mlflow.log_metrics(metrics)
             grid = Path(args.out) / "samples.png"

@@ -22,8 +22,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from stages import config
+from stages.baselines import rows
 from stages.baselines.tracking import jsonable
-from stages.common import fit_rows, io
+from stages.common import fit_rows, io, splits
 from stages.common.scores import default_headline, score
 from stages.common.skops_files import load_trusted, save_model
 from stages.runtime.cli import parser, path_field, paths_from, run_main
@@ -59,7 +60,7 @@ def run(cfg: config.Params, paths: Paths, log_model: ModelLogger | None = None) 
         log_model: optional per-model hook (the MLflow nested run in `main`).
 
     Returns:
-        {name: val metrics + fit_seconds} for the models that ran.
+        {name: val metrics + fit_seconds + fit_rows} for the models that ran.
     """
     prepared, augmented, out_dir = paths.prepared, paths.augmented, paths.out
     metrics_path, importance_dir = paths.metrics, paths.importance
@@ -67,9 +68,11 @@ def run(cfg: config.Params, paths: Paths, log_model: ModelLogger | None = None) 
     task = schema["task"]
     train_dir = Path(augmented) if cfg.baselines.use_augmented else prepared
     # the same rows as the network (train.fit_on), so the leaderboard compares like with like
-    train, fit_files = fit_rows.load(train_dir, cfg.train.fit_on)
-    val = io.load_npz(prepared / "val.npz", "X", "y")
-    log.info(fit_rows.describe(cfg.train.fit_on, fit_files, len(train["y"])))
+    # X stays on disk: each model reads the rows it is fit on (all, or its capped sample)
+    X_fit, y_fit, scale, fit_files = fit_rows.open_rows(train_dir, cfg.train.fit_on)
+    train = _FitRows(X_fit, y_fit, scale)
+    val = splits.load(prepared / "val", "X", "y")
+    log.info(fit_rows.describe(cfg.train.fit_on, fit_files, len(y_fit)))
     if schema["modality"] == "sequence":
         log.info("note: sequences are flattened to (rows, steps*features) for the baselines")
     head = _head(schema, prepared)
@@ -87,22 +90,26 @@ def run(cfg: config.Params, paths: Paths, log_model: ModelLogger | None = None) 
         "task": task,
         "dataset": schema["dataset"],
         "fit_on": cfg.train.fit_on,
-        "fit_rows": len(train["y"]),
+        "fit_rows": len(y_fit),
+        "max_rows": cfg.baselines.max_rows,
         "models": {},
     }
+    n_threads = rows.threads(cfg.baselines.n_threads)
     with io.atomic_dir(out_dir) as tmp, io.atomic_dir(importance_dir) as imp:
         for i, name in enumerate(names, 1):
             hp = cfg.baselines.hyperparams.get(name, {})
             est = make_estimator(name, task, hp, seed=cfg.seed)
+            X, y = _capped(train, name, task, cfg)
             start = time.perf_counter()
-            with threadpool_limits(cfg.baselines.n_threads):
-                model = est.fit(_flat(train["X"]), train["y"])
-                fit_s = time.perf_counter() - start
+            model = fit(est, X, y, n_threads)
+            fit_s = time.perf_counter() - start
+            with threadpool_limits(n_threads):
                 result = _val_metrics(task, model, val, schema)
             result["fit_seconds"] = round(fit_s, 3)
+            result["fit_rows"] = len(y)
             pipe = _pipeline(head, model)
             save_model(pipe, tmp / f"{name}.skops")
-            values, kind = _importance_values(model, val, cfg)
+            values, kind = _importance_values(model, val, cfg, n_threads)
             if values is not None:
                 _importances(name, values, kind, schema, imp, cfg.baselines.importance_top)
             run_id = log_model(name, pipe, result, val["X"]) if log_model else None
@@ -110,6 +117,7 @@ def run(cfg: config.Params, paths: Paths, log_model: ModelLogger | None = None) 
             index["models"][name] = {
                 "file": f"{name}.skops",
                 "estimator": type(model).__name__,
+                "fit_rows": len(y),
                 "hyperparams": jsonable(model.get_params(deep=False)),
                 "mlflow_run_id": run_id,
             }
@@ -121,6 +129,45 @@ def run(cfg: config.Params, paths: Paths, log_model: ModelLogger | None = None) 
         io.write_json(tmp / "index.json", index)
     io.write_json(metrics_path, results)
     return results
+
+
+def fit(est: Any, X: np.ndarray, y: np.ndarray, n_threads: int) -> Any:
+    """`est.fit(X, y)` on `n_threads` cores: OpenMP/BLAS threads, and joblib workers for the
+    estimators with `n_jobs` (forests, knn) unless the hyperparameters set it. The models fit
+    one after another, so n = cores uses the machine without oversubscribing it."""
+    if est.get_params().get("n_jobs", 0) is None and type(est).__name__ != "LogisticRegression":
+        est.set_params(n_jobs=n_threads)
+    with threadpool_limits(n_threads):
+        return est.fit(X, y)
+
+
+class _FitRows:
+    """The fit rows on disk, read once per row cap: models with the same cap (all rows, or
+    `max_rows`) share one float32 copy, and only the sampled rows are ever read."""
+
+    def __init__(self, X: Any, y: np.ndarray, scale: float | None):
+        self.X, self.y, self.scale = X, y, scale
+        self.cached: tuple[int | None, np.ndarray, np.ndarray] | None = None
+
+    def rows(self, n: int | None, task: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        n = None if n is None or n >= len(self.y) else n
+        if self.cached is None or self.cached[0] != n:
+            self.cached = None  # the previous cap's copy goes before the next is read
+            keep = np.arange(len(self.y)) if n is None else rows.sample(self.y, n, task, seed)
+            X = splits.to_float(np.asarray(self.X[keep]), self.scale)
+            self.cached = (n, _flat(X), self.y[keep])
+        return self.cached[1], self.cached[2]
+
+
+def _capped(train: _FitRows, name: str, task: str, cfg) -> tuple[Any, Any]:
+    """The (flattened) train rows of model `name`: a seeded sample when over its row cap."""
+    n = rows.cap(cfg.baselines, name)
+    if n is not None and len(train.y) > n:
+        how = "stratified" if task == "classification" else "uniform"
+        log.info(
+            "model=%s fit_rows=%d of %d: a seeded %s sample (row cap)", name, n, len(train.y), how
+        )
+    return train.rows(n, task, cfg.seed)
 
 
 def _flat(X: np.ndarray) -> np.ndarray:
@@ -151,7 +198,7 @@ def _val_metrics(task, model, val, schema) -> dict[str, Any]:
     return m
 
 
-def _importance_values(model, val, cfg) -> tuple[np.ndarray | None, str]:
+def _importance_values(model, val, cfg, n_threads: int) -> tuple[np.ndarray | None, str]:
     """Impurity importances of a tree model, else sklearn's permutation importance: the drop
     in the model's own val score (accuracy / R²) when one feature's column is shuffled,
     averaged over `baselines.permutation_repeats` shuffles of at most `permutation_rows`
@@ -166,7 +213,7 @@ def _importance_values(model, val, cfg) -> tuple[np.ndarray | None, str]:
     rng = np.random.default_rng(cfg.seed)
     n = len(val["y"])
     rows = np.sort(rng.choice(n, size=min(n, b.permutation_rows), replace=False))
-    with threadpool_limits(b.n_threads):
+    with threadpool_limits(n_threads):
         result = permutation_importance(
             model,
             _flat(val["X"][rows]),
@@ -209,8 +256,8 @@ def main(argv: list[str] | None = None) -> int:
             schema=schema,
             inputs=inputs,
         ):
-            splits = fit_rows.splits(source, Path(args.prepared), cfg.train.fit_on)
-            tracking_inputs.log_splits(schema["dataset"], splits)
+            read = fit_rows.splits(source, Path(args.prepared), cfg.train.fit_on)
+            tracking_inputs.log_splits(schema["dataset"], read)
             mlflow.set_tag("fit_on", cfg.train.fit_on)
             mlflow.log_param("train.fit_on", cfg.train.fit_on)  # the rows, as for train
             results = run(cfg, paths_from(args, Paths), log_model=baseline_logger())

@@ -28,7 +28,8 @@ def baseline_logger():
         scorer = scoring_pipeline(pipe)
         example = X_val[:5]
         with mlflow.start_run(run_name=name, nested=True, tags={"baseline": name}) as child:
-            tracking.log_params({"model": name, **jsonable(pipe[-1].get_params(deep=False))})
+            hyper = jsonable(pipe[-1].get_params(deep=False))
+            tracking.log_params({"model": name, "fit_rows": result.get("fit_rows"), **hyper})
             mlflow.log_metrics({k: v for k, v in result.items() if v is not None})
             mlflow.sklearn.log_model(
                 scorer,

@@ -1,4 +1,5 @@
-"""File I/O of the pipeline: atomic outputs (temp sibling, then rename), npz and schema reads.
+"""File I/O of the pipeline: atomic outputs (temp sibling, then rename) and schema reads
+(splits: stages.common.splits).
 
 A crash (even kill -9) leaves either the old complete output or nothing at the target
 path, never a half-written file. An unwritable or full disk is reported naming the path.
@@ -108,26 +109,6 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
-
-
-def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
-    """Write arrays uncompressed (fast to load) to `path`, atomically."""
-    with atomic_file(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-
-
-def load_npz(path: str | Path, *keys: str) -> dict[str, np.ndarray]:
-    """Load named arrays from a pipeline-written .npz (object arrays refused: no pickle)."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(
-            f"missing input {path}; run the stage that produces it first (e.g. `dvc repro`)"
-        )
-    with np.load(path, allow_pickle=False) as npz:
-        missing = [k for k in keys if k not in npz.files]
-        if missing:
-            raise UserError(f"{path}: missing array(s) {missing}; found {npz.files}")
-        return {k: npz[k] for k in (keys or npz.files)}
 
 
 def read_schema(prepared: Path) -> dict[str, Any]:

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from stages import config
-from stages.common import fit_rows, io
+from stages.common import fit_rows, io, splits
 from stages.runtime.cli import parser, path_field, paths_from, run_main
 from stages.runtime.errors import UserError
 
@@ -82,15 +84,17 @@ def run(cfg: config.Params, paths: Paths, tracker=None) -> dict[str, dict[str, A
     torch.manual_seed(cfg.seed)
     teacher, meta = load_network(paths.model)
     # fine-tune and distill on the rows the network was fit on (train.fit_on)
-    train, fit_files = fit_rows.load(
+    X_fit, y_fit, scale, fit_files = fit_rows.open_rows(
         paths.augmented if c.use_augmented else paths.prepared, cfg.train.fit_on
     )
-    val = io.load_npz(paths.prepared / "val.npz", "X", "y")
+    if fit_rows.in_memory(cfg.train.in_memory, fit_rows.float_bytes(X_fit)):
+        X_fit = np.asarray(X_fit)  # else fine-tuning and calibration read rows from disk
+    val = splits.load(paths.prepared / "val", "X", "y")
     X_val, y_val = val["X"].astype("float32"), val["y"]
     task, name_of_metric = meta["task"], metric_name(meta["task"])
-    fit = fit_rows.describe(cfg.train.fit_on, fit_files, len(train["y"]))
+    fit = fit_rows.describe(cfg.train.fit_on, fit_files, len(y_fit))
     log.info("model=%s arch=%s task=%s %s", paths.model, meta["arch"], task, fit)
-    trivial = trivial_metric(task, train["y"], y_val)
+    trivial = trivial_metric(task, y_fit, y_val)
     rows: dict[str, dict[str, Any]] = {}
     original = measure(torch_runner(teacher), X_val, y_val, task, [paths.model], c.latency)
     original["val_skill"] = round(skill(task, original[name_of_metric], trivial), 6)
@@ -111,10 +115,11 @@ def run(cfg: config.Params, paths: Paths, tracker=None) -> dict[str, dict[str, A
             cfg.seed,
             teacher,
             meta,
-            torch.as_tensor(train["X"]).float(),
-            torch.as_tensor(train["y"]),
+            X_fit,
+            torch.as_tensor(y_fit),
             X_val,
             out_dir,
+            scale=scale,
         )
         from stages.common.progress import bar
 
@@ -261,8 +266,8 @@ def main(argv: list[str] | None = None) -> int:
             import mlflow
 
             source = paths.augmented if cfg.compress.use_augmented else paths.prepared
-            splits = fit_rows.splits(source, paths.prepared, cfg.train.fit_on)
-            tracking_inputs.log_splits(schema["dataset"], splits)
+            read = fit_rows.splits(source, paths.prepared, cfg.train.fit_on)
+            tracking_inputs.log_splits(schema["dataset"], read)
             mlflow.set_tag("fit_on", cfg.train.fit_on)
             mlflow.log_param("train.fit_on", cfg.train.fit_on)  # the rows, as for train
             rows = run(cfg, paths, VariantRuns(active))

@@ -44,11 +44,19 @@ class Context:
     seed: int
     teacher: torch.nn.Module
     meta: dict[str, Any]
-    X: torch.Tensor  # training rows (fine-tuning, distillation, calibration)
+    X: Any  # training rows as stored (fine-tuning, distillation, calibration): an array in
+    # memory or a stages.common.splits reader, uint8 pixels times `scale` -> float32
     y: torch.Tensor
     X_val: np.ndarray
     out_dir: Path
     run_ids: dict[str, str | None] = field(default_factory=dict)
+    scale: float | None = None
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        """Training rows `idx` as float32 model input."""
+        from stages.common.splits import to_float
+
+        return to_float(np.asarray(self.X[idx]), self.scale)
 
     @property
     def task(self) -> str:
@@ -72,7 +80,7 @@ def _finetune(ctx: Context, net, epochs: int, teacher=None, alpha=1.0, temperatu
     from lightning_modules.distill import DistillationModule, fit
 
     module = DistillationModule(net, ctx.task, ctx.y, teacher, alpha, temperature, lr=ctx.cfg.lr)
-    return fit(module, ctx.X, epochs, ctx.cfg.batch_size, ctx.seed)
+    return fit(module, ctx.X, epochs, ctx.cfg.batch_size, ctx.seed, ctx.scale)
 
 
 def _save_pt(ctx: Context, name: str, net, arch: str, net_kwargs: dict, extra: dict) -> Path:
@@ -164,11 +172,11 @@ def int8(ctx: Context, name: str, mode: str) -> Variant:
         info = {"mode": "dynamic"}
     else:
         gen = np.random.default_rng(ctx.seed)
-        rows = torch.as_tensor(gen.permutation(len(ctx.X))[: q.calibration_size])
+        rows = gen.permutation(len(ctx.X))[: q.calibration_size]
         fp32 = quantize_static_int8(
             src,
             path,
-            ctx.X[rows].numpy(),
+            ctx.rows(rows),
             q.calibration,
             q.per_channel,
             threads=ctx.cfg.latency.threads,
@@ -197,7 +205,7 @@ def student(ctx: Context, name: str, distilled: bool) -> Variant:
             n_student,
             n_teacher,
         )
-    teacher = teacher_outputs(ctx.teacher, ctx.X.float()) if distilled else None
+    teacher = teacher_outputs(ctx.teacher, ctx.X, scale=ctx.scale) if distilled else None
     alpha = d.alpha if distilled else 1.0
     net = _finetune(ctx, net, d.epochs, teacher, alpha, d.temperature)
     path = _save_pt(ctx, name, net, arch, net_kwargs, {"distilled": distilled})

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from stages import config
-from stages.common import io, latency
+from stages.common import io, latency, splits
 from stages.common.candidates import Candidate, discover
 from stages.common.io import read_schema
 from stages.common.scores import TASK_HEADLINES, default_headline, score
@@ -66,8 +66,8 @@ def run(
     schema = read_schema(prepared)
     task, classes, ev = schema["task"], schema.get("classes"), cfg.evaluate
     headline = _headline(ev.headline, task)
-    test = io.load_npz(prepared / "test.npz", "X", "y")
-    X, y = test["X"], test["y"]
+    # X is read and scaled SCORE_BATCH rows at a time: the test split is never whole in memory
+    X, y = splits.Scaled(prepared / "test"), splits.load(prepared / "test", "y")["y"]
     candidates, notes = discover(task, Path(baselines_dir), Path(model_path), Path(compressed_dir))
     for note in notes:
         log.info("note: %s", note)
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             schema=schema,
             inputs=[args.prepared, args.baselines, args.model, args.compressed],
         ) as active:
-            test = Path(args.prepared) / "test.npz"
+            test = Path(args.prepared) / "test"
             tracking_inputs.log_splits(schema["dataset"], {"test": [test]})
             info = {
                 "tracking_uri": tracking.tracking_uri(cfg),

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from stages.common import splits
 from stages.common.candidates import Candidate
 from stages.common.code_closure import REPO, closure, import_graph, module_name
 from stages.serving import model as runtime
@@ -42,8 +43,7 @@ def raw_example(spec: ServingSpec, prepared: Path) -> Any:
         return typed_frame(frame, spec.prep["column_types"])
     if spec.input == "files":
         return pd.DataFrame({"image": [(prepared / spec.prep["example"]).read_bytes()]})
-    with np.load(prepared / "train.npz") as train:
-        X = train["X"][:3].astype(np.float64)
+    X = splits.head(prepared / "train", 3).astype(np.float64)
     if spec.prep["kind"] == "image":  # undo the scaling: the model takes raw values
         return (X / spec.prep["scale"]).astype(np.float32)
     mean, scale = np.asarray(spec.prep["mean"]), np.asarray(spec.prep["scale"])

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from stages import config
-from stages.common import io
+from stages.common import io, splits
 from stages.common.candidates import Candidate, discover
 from stages.common.io import read_schema
 from stages.package.result import Packaged
@@ -122,8 +122,7 @@ def _expected(spec: ServingSpec, candidate: Candidate, prepared: Path):
         n = len(spec.prep["example"]["data"])
     else:
         n = 1 if spec.input == "files" else len(build.raw_example(spec, prepared))
-    with np.load(prepared / "train.npz") as train:
-        return candidate.predict(train["X"][:n])
+    return candidate.predict(splits.head(prepared / "train", n))
 
 
 def _check(served, expected, folder: Path) -> None:

@@ -1,9 +1,10 @@
 """prepare stage: read `data.source`, split, fit preprocessing on train, write the splits.
 
-Outputs (one directory, written atomically): `{train,val,test}.npz` with float32 `X` and
-`y`, `schema.json` (task, classes, features, input shape, fitted preprocessing and its
-statistics, source fingerprint) and, for tables, `preprocessor.skops` (the fitted
-sklearn transformer, in skops' pickle-free format).
+Outputs (one directory, written atomically): the splits `{train,val,test}/` (see
+stages.common.splits: `.npy` arrays written chunk by chunk; `X` float32, or uint8 pixels
+with their scale for image folders, and `y`), `schema.json` (task, classes, features,
+input shape, fitted preprocessing and its statistics, source fingerprint) and, for
+tables, `preprocessor.skops` (the fitted sklearn transformer, in skops' pickle-free format).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from stages import config
-from stages.common import io
+from stages.common import io, splits
 from stages.common.preprocess import apply_arrays, column_type
 from stages.prepare.sources.load import load_source
 from stages.prepare.sources.raw import RawData
@@ -29,6 +30,7 @@ from stages.runtime.errors import DataError
 
 SECTIONS = ("seed", "data")
 SPLITS = ("train", "val", "test")
+TABLE_CHUNK = 100_000  # table rows transformed and written at a time
 EXAMPLE_ROWS = 3  # raw training rows kept in schema.json: the served model's input example
 log = logging.getLogger("reprolab.prepare")
 
@@ -113,8 +115,12 @@ def _write_splits(
 
         fitted, _ = tabular.fit_table(raw.X.iloc[parts["train"]], cfg.data)
         for split in SPLITS:
-            X = tabular.transform(fitted, raw.X.iloc[parts[split]])
-            io.save_npz(out / f"{split}.npz", X=X, y=target.y[parts[split]])
+            rows = parts[split]
+            chunks = (
+                (tabular.transform(fitted, raw.X.iloc[idx]), target.y[idx])
+                for idx in _row_chunks(rows, TABLE_CHUNK)
+            )
+            _write_split(out / split, len(rows), chunks)
         _save_transformer(fitted.transformer, out / "preprocessor.skops")
         features, shape = fitted.feature_names, [len(fitted.feature_names)]
         prep: dict[str, Any] = {
@@ -130,9 +136,15 @@ def _write_splits(
     else:
         X, prep = _array_preprocessing(raw, parts["train"])
         prep.update(_serving_arrays(raw, parts["train"], out))
+        keep_uint8 = prep["kind"] == "image" and X.dtype == np.uint8  # scaled per batch
+        step = splits.chunk_rows(X[:1].nbytes * 4)
         for split in SPLITS:
             rows = parts[split]
-            io.save_npz(out / f"{split}.npz", X=apply_arrays(X[rows], prep), y=target.y[rows])
+            chunks = (
+                (X[idx] if keep_uint8 else apply_arrays(X[idx], prep), target.y[idx])
+                for idx in _row_chunks(rows, step)
+            )
+            _write_split(out / split, len(rows), chunks, prep["scale"] if keep_uint8 else None)
         shape = list(X.shape[1:])
         features = [f"f{i}" for i in range(shape[-1])] if raw.modality == "sequence" else []
     counts = {s: _class_counts(target, parts[s]) for s in SPLITS} if target.classes else None
@@ -156,8 +168,23 @@ def _write_splits(
     }
 
 
+def _row_chunks(rows: np.ndarray, step: int):
+    for start in range(0, max(len(rows), 1), step):
+        yield rows[start : start + step]
+
+
+def _write_split(folder: Path, n: int, chunks, x_scale: float | None = None) -> None:
+    """Write (X, y) chunks as the split `folder`; the first chunk gives the row shapes."""
+    first_X, first_y = next(chunks)
+    spec = {"X": (first_X.shape[1:], first_X.dtype), "y": (first_y.shape[1:], first_y.dtype)}
+    with splits.Writer(folder, n, spec, x_scale) as out:
+        out.write(X=first_X, y=first_y)
+        for X, y in chunks:
+            out.write(X=X, y=y)
+
+
 def _array_preprocessing(raw: RawData, train: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-    X = np.asarray(raw.X)
+    X = raw.X  # an image folder's rows stay on disk (a reader), arrays stay arrays
     if raw.modality == "image":
         return X, {"kind": "image", "scale": raw.image_scale or 1.0, "offset": 0.0}
     if raw.modality == "sequence":  # per-feature standardization with train statistics

@@ -1,10 +1,10 @@
-"""The split files a stage reads, as MLflow dataset inputs (the Dataset column of the runs).
+"""The splits a stage reads, as MLflow dataset inputs (the Dataset column of the runs).
 
-Each file is a metadata-only dataset: shapes and dtypes come from the `.npy` headers inside
-the `.npz` (no array is read), the digest is DVC's md5 of that file (its entry in the `.dir`
-manifest of the DVC output holding it; the output's own hash when the DVC cache has no
-manifest; a hash of its shapes outside DVC), and the context is train / val / test. One
-`log_inputs` call per stage.
+Each split folder (stages.common.splits) is a metadata-only dataset: shapes and dtypes come
+from its `split.json` (no array is read), the digest is DVC's: the md5 of its files' md5s
+in the `.dir` manifest of the DVC output holding it (the output's own hash when the DVC
+cache has no manifest; a hash of its shapes outside DVC), and the context is train / val /
+test. One `log_inputs` call per stage.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ from mlflow.data.schema import TensorDatasetSchema
 from mlflow.data.sources import LocalArtifactDatasetSource
 from mlflow.types import Schema, TensorSpec
 
+from stages.common import splits as split_store
+from stages.runtime.errors import UserError
 from stages.runtime.tracking import lock_outs
 
 log = logging.getLogger("reprolab.tracking")
@@ -63,23 +64,9 @@ class SplitFile(Dataset):
         }
 
 
-def npz_arrays(path: Path) -> Arrays:
-    """{name: (shape, dtype)} of the arrays in an `.npz`, read from their headers only."""
-    readers = {
-        (1, 0): np.lib.format.read_array_header_1_0,
-        (2, 0): np.lib.format.read_array_header_2_0,
-    }
-    arrays: Arrays = {}
-    with zipfile.ZipFile(path) as archive:
-        for member in archive.namelist():
-            with archive.open(member) as fh:
-                shape, _, dtype = readers[np.lib.format.read_magic(fh)](fh)
-            arrays[member.removesuffix(".npy")] = (shape, dtype)
-    return arrays
-
-
 def dvc_file_hash(path: Path, lock_path: Path = Path("dvc.lock")) -> str | None:
-    """DVC's md5 of `path`: a DVC output itself, or a file directly inside one."""
+    """DVC's md5 of `path`: a DVC output itself, or a file or folder directly inside one
+    (a folder: the md5 of its files' sorted "relpath md5" lines)."""
     outs = lock_outs(lock_path)
     here = os.path.normpath(path)
     if here in outs:
@@ -93,6 +80,11 @@ def dvc_file_hash(path: Path, lock_path: Path = Path("dvc.lock")) -> str | None:
         entries = json.loads(manifest.read_text())
     except (OSError, ValueError):  # cache moved or garbage-collected: the folder's hash
         return digest
+    inside = sorted(
+        f"{e['relpath']} {e['md5']}" for e in entries if e.get("relpath", "").startswith(name + "/")
+    )
+    if inside:
+        return hashlib.md5("\n".join(inside).encode()).hexdigest()
     return next((e["md5"] for e in entries if e.get("relpath") == name), digest)
 
 
@@ -104,7 +96,7 @@ def log_splits(
     Args:
         dataset: the dataset name (schema.json's `dataset`); each input is named
             `<dataset>/<folder>/<split>`, e.g. `digits/prepared/test`.
-        splits: context (train / val / test) -> the `.npz` files read in it. A file read in
+        splits: context (train / val / test) -> the split folders read in it. A file read in
             two contexts is one input (`train+val`: val rows in the fit); files that do not
             exist (an optional split) are left out.
         lock_path: dvc.lock, for the digests.
@@ -116,12 +108,12 @@ def log_splits(
     datasets = []
     for path in [p for p in contexts if p.exists()]:
         try:
-            arrays = npz_arrays(path)
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+            arrays = split_store.arrays_of(path)
+        except (OSError, KeyError, ValueError, UserError) as exc:
             log.warning("%s: not logged as an MLflow dataset input: %s", path, exc)
             continue
         if "X" in arrays:
-            name = f"{dataset}/{path.parent.name}/{path.stem}"
+            name = f"{dataset}/{path.parent.name}/{path.name}"
             datasets.append((SplitFile(path, name, dvc_file_hash(path, lock_path), arrays), path))
     if datasets:
         mlflow.log_inputs(

@@ -97,7 +97,16 @@ class BaselinesParams(Section):
     models: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS), min_length=1)
     hyperparams: dict[str, dict[str, Any]] = Field(default_factory=dict)
     n_threads: int | None = Field(
-        1, ge=1, description="OpenMP/BLAS threads per fit; None = all cores"
+        1, ge=1, description="threads (OpenMP/BLAS, joblib) per fit; None = all cores"
+    )
+    max_rows: int | None = Field(
+        200_000,
+        ge=1,
+        description="train rows a model is fit on, a seeded (stratified) sample; None = all",
+    )
+    model_max_rows: dict[str, int] = Field(
+        default_factory=lambda: {"svc_rbf": 10_000},
+        description="a lower row cap per model (kernel SVMs scale with rows squared)",
     )
     importance_top: int = Field(20, ge=1, le=1000, description="features shown in the plot")
     permutation_repeats: int = Field(
@@ -112,6 +121,15 @@ class BaselinesParams(Section):
             _check_name(name)
         if len(set(v)) != len(v):
             raise ValueError(f"models are listed more than once: {sorted(set(v))!r} vs {v!r}")
+        return v
+
+    @field_validator("model_max_rows")
+    @classmethod
+    def _known_capped_models(cls, v: dict[str, int]) -> dict[str, int]:
+        for name, n in v.items():
+            _check_name(name)
+            if not isinstance(n, int) or n < 1:
+                raise ValueError(f"{name}: {n!r} rows; expected an integer >= 1")
         return v
 
     @field_validator("hyperparams")

@@ -78,6 +78,11 @@ class TrainParams(Section):
     compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = Field(
         "off", description="torch.compile the network (mode); state dicts stay plain"
     )
+    in_memory: Literal["auto"] | bool = Field(
+        "auto",
+        description="true = the splits as tensors in memory, false = batches streamed from "
+        "disk; auto = in memory when they fit a budget (stages.train.rows)",
+    )
     accumulate_grad_batches: int = Field(
         1, ge=1, description="batches whose gradients add up to one optimizer step"
     )

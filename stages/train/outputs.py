@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from stages import config
-from stages.common import io
+from stages.common import io, splits
 from stages.train.paths import Paths
 
 log = logging.getLogger("reprolab.train")
@@ -163,7 +163,7 @@ def _log_model(paths) -> None:
     from lightning_modules.serialization import load_network, predict
 
     net, meta = load_network(paths.model)
-    example = io.load_npz(paths.prepared / "val.npz", "X")["X"][:2]
+    example = splits.head(paths.prepared / "val", 2)
     signature = infer_signature(example, predict(net, meta, example))
     mlflow.pytorch.log_model(
         net,

@@ -19,6 +19,7 @@ from stages import config
 from stages.common import compat, fit_rows, io
 from stages.runtime.cli import parser, paths_from, run_main
 from stages.runtime.errors import UserError
+from stages.train import rows as fit_data
 from stages.train.paths import Paths
 from stages.train.resume import ResumePoint, check_same_rows, resume_point
 from stages.train.setup import load_params, module_args, monitor_of
@@ -77,22 +78,29 @@ def run(
     if t.threads:
         torch.set_num_threads(t.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    train, fit_files = fit_rows.load(
-        paths.augmented if t.use_augmented else paths.prepared, t.fit_on
+    rows = fit_data.load(
+        paths.augmented if t.use_augmented else paths.prepared,
+        paths.prepared,
+        t.fit_on,
+        t.in_memory,
     )
-    val = io.load_npz(paths.prepared / "val.npz", "X", "y")
     log.info(
-        "%s val_rows=%d", fit_rows.describe(t.fit_on, fit_files, len(train["y"])), len(val["y"])
+        "%s val_rows=%d data=%s",
+        fit_rows.describe(t.fit_on, rows.files, len(rows.y)),
+        len(rows.val_y),
+        "in-memory" if rows.in_memory else "streamed",
     )
     args = module_args(cfg, schema)
     module = TaskModule(**args)
     from stages.common.online_augment import online_transform
 
     data = TensorDataModule(
-        (train["X"], train["y"]),
-        (val["X"], val["y"]),
+        (rows.X, rows.y),
+        (rows.val_X, rows.val_y),
         batch_size=t.batch_size,
         seed=cfg.seed,
+        in_memory=rows.in_memory,
+        scale=rows.scale,
         train_transform=online_transform(cfg, schema),  # augment.mode: online
     )
     monitor, mode = monitor_of(cfg, schema)
@@ -101,7 +109,7 @@ def run(
         "mlflow_run_id": run_id,
         "max_epochs": t.max_epochs,
         "fit_on": t.fit_on,
-        "fit_rows": len(train["y"]),
+        "fit_rows": len(rows.y),
         "batch_size": t.batch_size,
     }
     extra = [history, CheckpointExtras(saved)]
@@ -133,7 +141,7 @@ def run(
     if t.resume and resume is None:
         resume = _resume_point(paths, t)
     if t.resume and resume is not None:
-        check_same_rows(resume, len(train["y"]))
+        check_same_rows(resume, len(rows.y))
     resume_from = resume.checkpoint if t.resume and resume is not None else None
     try:
         trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)

@@ -184,7 +184,7 @@ def test_prepare_cli(tmp_path, case, reliability):
     res = _run(tmp_path, case)
     if not case.expect:
         assert res.returncode == 0, res.stderr[-2000:]
-        assert (tmp_path / "out" / "train.npz").exists()
+        assert (tmp_path / "out" / "train" / "split.json").exists()
         schema = json.loads((tmp_path / "out" / "schema.json").read_text())
         reliability.record(
             "bad input",

@@ -48,7 +48,7 @@ KEPT = (
     "metrics/train.json",
     "metrics/tune.json",
     "tuning/best_params.yaml",
-    "data/prepared/train.npz",
+    "data/prepared/train/X.npy",
     "data/prepared/schema.json",
 )
 

@@ -40,7 +40,12 @@ def _in_namespace(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
 
 
 def _sums(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+    """sha256 of every file under `folder` (splits are folders of arrays), by relative path."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -83,7 +88,7 @@ def test_full_disk_refuses_naming_the_path_and_keeps_the_earlier_output(
     {" ".join(_prepare(out, digits_params))} 2> {report}.stderr
     echo $? > {report}.rc
     ls -a {disk} {out} > {report}.ls
-    sha256sum {out}/* > {report}.sums
+    (cd {out} && find . -type f -exec sha256sum {{}} +) > {report}.sums
     """
     res = _in_namespace(script, tmp_path)
     assert res.returncode == 0, res.stderr
@@ -93,7 +98,7 @@ def test_full_disk_refuses_naming_the_path_and_keeps_the_earlier_output(
     assert "Traceback" not in stderr
     assert ".tmp-" not in Path(f"{report}.ls").read_text()  # no half-written leftovers
     after = {
-        Path(line.split()[1]).name: line.split()[0]
+        line.split()[1].removeprefix("./"): line.split()[0]
         for line in Path(f"{report}.sums").read_text().splitlines()
     }
     assert after == _sums(earlier_output)

@@ -107,8 +107,12 @@ def test_kill_9_in_each_stage_then_rerun_completes(repo_copy, tmp_path, reliabil
         proc.wait(timeout=30)
         locked.append(_lock_is_consistent(repo_copy, env, stage))
 
+    # a param train reads changed: the run re-trains and re-runs what follows it, so it holds
+    # the repo lock for many seconds (after the kills only the last, short stage may be left,
+    # and a first run that ends before the second starts leaves nothing to refuse)
+    write_params(repo_copy, {"train": {"max_epochs": 3}})
     proc = _start(repo_copy, env)
-    _wait_for(proc, "Running stage")
+    _wait_for(proc, "Running stage 'train'")
     second = subprocess.run(
         ["dvc", "repro"], cwd=repo_copy, env=env, capture_output=True, text=True, timeout=120
     )

@@ -1,8 +1,9 @@
 """Image folders: one sub-folder per class, PNG/JPEG/..., grayscale or colour, any size.
 
 Two passes keep memory bounded: headers first (mode, size, corrupt files found before any
-pixel is decoded), then each image is decoded, converted, resized and written straight
-into one preallocated uint8 array.
+pixel is decoded), then each image is decoded, converted, resized and appended, chunk by
+chunk, to one uint8 `.npy` in a temporary folder (TMPDIR), which prepare reads rows from
+(stages.common.splits.Rows): memory stays flat however many images there are.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from stages.common import splits
 from stages.common.preprocess import (
     GRAY_MODES,
     IMAGE_SUFFIXES,
@@ -67,21 +69,9 @@ def load_image_folder(root: Path, data: DataParams) -> RawData:
         raise DataError(f"{root}: every image is unreadable; the first: {bad[0]}")
     channels = 1 if set(modes) <= GRAY_MODES else 3
     height, width = data.image_size or _most_common_size(sizes, root)
-    X = np.empty((len(files), channels, height, width), dtype=np.uint8)  # (N, C, H, W)
-    from stages.common.progress import bar
-
-    keep = np.ones(len(files), dtype=bool)
-    with own_pixel_limit(), bar(files, desc="decode", unit=" images") as files_bar:
-        for i, path in enumerate(files_bar):
-            try:
-                X[i] = _decode(path, channels, (width, height))
-            except DataError as exc:
-                if data.on_bad_image == "error":
-                    raise
-                keep[i] = False
-                bad.append(str(exc))
+    X, keep = _decode_all(files, channels, (height, width), data, bad)
     if not keep.all():  # decode failures under skip: drop their rows
-        X = X[keep]
+        X = splits.Subset(X, np.flatnonzero(keep))
         files = [f for f, k in zip(files, keep, strict=True) if k]
         labels = [v for v, k in zip(labels, keep, strict=True) if k]
     if bad:
@@ -183,6 +173,51 @@ def _most_common_size(sizes: list[tuple[int, int]], root: Path) -> tuple[int, in
             list(size),
         )
     return size
+
+
+DECODE_CHUNK = 1024  # images decoded into memory before they are appended to the file
+
+
+def _decode_all(
+    files: list[Path], channels: int, size_hw: tuple[int, int], data: DataParams, bad: list[str]
+) -> tuple[splits.Rows, np.ndarray]:
+    """Decode every file into a temporary uint8 (N, C, H, W) `.npy` (rows that fail under
+    `on_bad_image: skip` stay zero, and `keep` is False there); the folder is removed when
+    the process exits, or at once on an error."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from stages.common.progress import bar
+
+    height, width = size_hw
+    tmp = Path(tempfile.mkdtemp(prefix="reprolab-decode-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    keep = np.ones(len(files), dtype=bool)
+    spec = {"X": ((channels, height, width), np.uint8)}
+    try:
+        with (
+            splits.Writer(tmp, len(files), spec, 1.0 / 255.0) as out,
+            own_pixel_limit(),
+            bar(total=len(files), desc="decode", unit=" images") as files_bar,
+        ):
+            for start in range(0, len(files), DECODE_CHUNK):
+                chunk = files[start : start + DECODE_CHUNK]
+                block = np.zeros((len(chunk), channels, height, width), dtype=np.uint8)
+                for j, path in enumerate(chunk):
+                    try:
+                        block[j] = _decode(path, channels, (width, height))
+                    except DataError as exc:
+                        if data.on_bad_image == "error":
+                            raise
+                        keep[start + j] = False
+                        bad.append(str(exc))
+                out.write(X=block)
+                files_bar.update(len(chunk))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return splits.open_split(tmp, "X")["X"], keep
 
 
 def _decode(path: Path, channels: int, size_wh: tuple[int, int]) -> np.ndarray:
