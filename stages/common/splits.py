@@ -178,11 +178,15 @@ class Rows(_ArrayLike):
         return self.take(np.asarray(key))
 
     def _range(self, start: int, stop: int) -> np.ndarray:
+        return self._view(start, stop).copy()  # writable, like any array
+
+    def _view(self, start: int, stop: int) -> np.ndarray:
+        """Rows start..stop as a read-only array over the bytes `pread` returned."""
         n = stop - start
         buf = os.pread(self.fd, n * self.row_bytes, self.offset + start * self.row_bytes)
         if len(buf) != n * self.row_bytes:
             raise UserError(f"{self.path}: truncated (rows {start}..{stop} missing)")
-        return np.frombuffer(buf, dtype=self.dtype).reshape(n, *self.row_shape).copy()
+        return np.frombuffer(buf, dtype=self.dtype).reshape(n, *self.row_shape)
 
     def take(self, idx: np.ndarray) -> np.ndarray:
         """Rows `idx` in that order: sorted, runs of neighbours read in one call each."""
@@ -196,7 +200,7 @@ class Rows(_ArrayLike):
         breaks = np.flatnonzero(np.diff(sorted_idx) > 1) + 1
         pos = 0
         for run in np.split(sorted_idx, breaks):
-            block = self._range(int(run[0]), int(run[-1]) + 1)
+            block = self._view(int(run[0]), int(run[-1]) + 1)  # copied once, into `out`
             out[order[pos : pos + len(run)]] = block[run - run[0]]
             pos += len(run)
         return out
@@ -232,7 +236,8 @@ class Subset(_ArrayLike):
         return self.base.take(self.index[np.asarray(idx)])
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        return self.take(np.arange(len(self))) if dtype is None else self[:].astype(dtype)
+        whole = self.take(np.arange(len(self)))
+        return whole if dtype is None else whole.astype(dtype)
 
 
 class Stacked(_ArrayLike):
