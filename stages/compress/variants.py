@@ -179,6 +179,7 @@ def int8(ctx: Context, name: str, mode: str) -> Variant:
             ctx.rows(rows),
             q.calibration,
             q.per_channel,
+            q.fp32_input_conv,
             threads=ctx.cfg.latency.threads,
         )
         info = {"mode": "static", "calibration": q.calibration, "calibration_rows": len(rows)}

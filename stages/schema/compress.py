@@ -47,6 +47,12 @@ class QuantizeParams(Section):
     calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
     calibration_size: int = Field(256, ge=1, description="train rows fed to the calibrator")
     per_channel: bool = True
+    fp32_input_conv: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="keep a shallow input conv fp32 in the static model: auto times both "
+        "models and keeps the faster (the file's structure then depends on the machine's "
+        "timing); always / never decide without timing, so a re-run writes the same graph",
+    )
 
 
 class DistillParams(Section):
