@@ -154,5 +154,8 @@ def fit(
             num_sanity_val_steps=0,
             deterministic=True,
         )
+        # a pruned copy of the (eval-mode) teacher trains as a network trains: BatchNorm
+        # batch statistics, dropout on (Lightning keeps each module's mode as it finds it)
+        module.student.train()
         trainer.fit(module, train_dataloaders=train_loader(X, batch_size, seed, scale))
     return module.student.eval()

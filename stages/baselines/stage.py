@@ -36,8 +36,9 @@ log = logging.getLogger("reprolab.baselines")
 SECTIONS = ("seed", "baselines")
 
 
-# called once per fitted model: (name, pipeline, result, X_val) -> MLflow run id or None
-ModelLogger = Callable[[str, Any, dict[str, Any], np.ndarray], str | None]
+# called once per fitted model: (name, pipeline, result, X_val, the pipeline's skops types
+# outside skops' defaults) -> MLflow run id or None
+ModelLogger = Callable[[str, Any, dict[str, Any], np.ndarray, list[str]], str | None]
 
 
 @dataclass(frozen=True)
@@ -108,11 +109,11 @@ def run(cfg: config.Params, paths: Paths, log_model: ModelLogger | None = None) 
             result["fit_seconds"] = round(fit_s, 3)
             result["fit_rows"] = len(y)
             pipe = _pipeline(head, model)
-            save_model(pipe, tmp / f"{name}.skops")
+            types = save_model(pipe, tmp / f"{name}.skops")
             values, kind = _importance_values(model, val, cfg, n_threads)
             if values is not None:
                 _importances(name, values, kind, schema, imp, cfg.baselines.importance_top)
-            run_id = log_model(name, pipe, result, val["X"]) if log_model else None
+            run_id = log_model(name, pipe, result, val["X"], types) if log_model else None
             results[name] = result
             index["models"][name] = {
                 "file": f"{name}.skops",

@@ -17,9 +17,10 @@ def jsonable(params: dict[str, Any]) -> dict[str, Any]:
 def baseline_logger():
     """The per-model hook of the baselines stage: one nested run, the model with signature."""
 
-    def log_one(name: str, pipe: Any, result: dict[str, Any], X_val: np.ndarray) -> str:
+    def log_one(
+        name: str, pipe: Any, result: dict[str, Any], X_val: np.ndarray, types: list[str]
+    ) -> str:
         import mlflow
-        import skops.io as sio
         from mlflow.models import infer_signature
 
         from stages.common.skops_files import scoring_pipeline
@@ -37,7 +38,7 @@ def baseline_logger():
                 signature=infer_signature(example, scorer.predict(example)),
                 input_example=example,
                 serialization_format="skops",
-                skops_trusted_types=sio.get_untrusted_types(data=sio.dumps(scorer)),
+                skops_trusted_types=types,  # the whole pipeline's: a superset of the scorer's
                 pip_requirements=["scikit-learn", "skops", "numpy"],
             )
             return child.info.run_id

@@ -20,11 +20,16 @@ def scoring_pipeline(pipe: Any) -> Any:
     return pipe[1:] if pipe.steps[0][0] == "preprocess" else pipe
 
 
-def save_model(pipe: Any, path: Path) -> None:
+def save_model(pipe: Any, path: Path) -> list[str]:
+    """Write `pipe` to `path` (atomically); return the types skops would not trust in it,
+    read from the bytes just written (MLflow's `skops_trusted_types`, without a second
+    serialization of the model)."""
     import skops.io as sio
 
+    data = sio.dumps(pipe)
     with io.atomic_file(path) as tmp:
-        sio.dump(pipe, tmp)
+        tmp.write_bytes(data)
+    return sio.get_untrusted_types(data=data)
 
 
 def load_trusted(path: str | Path) -> Any:
