@@ -260,3 +260,27 @@ def test_long_stages_log_system_metrics(make_params, mlflow_uri, monkeypatch):
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= sampled
     assert not any(k.startswith("system/") for k in runs["prepare"].data.metrics)
     assert runs["train"].info.status == "FINISHED"
+
+
+def test_stage_logging_drops_library_noise_and_keeps_warnings():
+    """ORT's quantizer lines and MLflow's own INFO handler stay out of a stage's log; other
+    warnings pass (in a fresh interpreter: the set-up changes process-wide logging)."""
+    code = (
+        "import logging, os\n"
+        "from stages.runtime.cli import setup_logging\n"
+        "setup_logging('s')\n"
+        "import mlflow\n"
+        "logging.getLogger('mlflow.pyfunc').info('Validating input example against model')\n"
+        "logging.warning('Please consider to run pre-processing before quantization. Refer')\n"
+        "logging.info('Quantization parameters for tensor:\"t\" not specified')\n"
+        "logging.warning('a real warning')\n"
+        "print(os.environ['MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "false"
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith("s WARNING a real warning"), out.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import re
 import shlex
 import sys
@@ -29,6 +30,11 @@ def setup_logging(stage: str) -> logging.Logger:
     refused, so Lightning's lines come out once, in the stage's format; `OnceLines` drops
     repeats and Lightning's tips.
     """
+    # MLflow's own handler prints its INFO lines (database set-up, "Validating input
+    # example") in a second format, and artifact downloads draw tqdm bars into the log;
+    # a user's own setting of either wins
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         logging.Formatter(f"%(asctime)s {stage} %(levelname)s %(message)s", datefmt="%H:%M:%S")
@@ -70,21 +76,34 @@ class OnceLines(logging.Filter):
     """INFO lines once per process: Lightning's per-fit lines and the train code's fit-rows
     line would otherwise repeat in every tuning trial (each trial's own line differs, so it
     stays). Lightning's "💡 Tip:" adverts (LitLogger, LitModels: `rank_zero_info` in its
-    logger and callback connectors, whatever the Trainer's settings) never. Warnings and
-    errors always pass."""
+    logger and callback connectors, whatever the Trainer's settings) never, nor
+    `QUIET_LINES`. Other warnings and errors always pass."""
 
     def __init__(self) -> None:
         super().__init__()
         self.seen: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text.startswith(QUIET_LINES):
+            return False
         if record.levelno > logging.INFO:
             return True
-        text = record.getMessage()
         if text in self.seen or (record.name.startswith("lightning.") and "💡 Tip:" in text):
             return False
         self.seen.add(text)
         return True
+
+
+# starts of library log lines (ONNX Runtime's quantizer logs to the root logger) that say
+# nothing to a pipeline user
+QUIET_LINES = (
+    # `quantize_static_int8` does pre-process (quant_pre_process); ORT asks again for the
+    # graph it re-quantizes with the input conv kept fp32
+    "Please consider to run pre-processing before quantization",
+    # a tensor left fp32 on purpose (the input conv's output, the classifier's flatten)
+    "Quantization parameters for tensor",
+)
 
 
 # (category, message start) of library warnings that say nothing to a user of the pipeline
