@@ -154,6 +154,47 @@ def test_wrong_hyperparameter_value_and_model_name(make_params):
         make_params({"baselines": {"models": ["random_forrest"]}})
 
 
+def test_stages_that_fit_no_baseline_skip_the_estimator_check_but_not_the_names(make_params):
+    """train/tune/compress validate inside `without_estimator_checks` (no sklearn import);
+    an unknown model is still refused there, and the check is back on after it."""
+    from stages import config
+
+    bad_value = {"baselines": {"hyperparams": {"knn": {"n_neighbors": -3}}}}
+    with config.without_estimator_checks():
+        assert make_params(bad_value).baselines.hyperparams["knn"] == {"n_neighbors": -3}
+        with pytest.raises(ConfigError, match="unknown model 'random_forrest'"):
+            make_params({"baselines": {"hyperparams": {"random_forrest": {}}}})
+    with pytest.raises(ConfigError, match=r"knn = \{'n_neighbors': -3\}"):
+        make_params(bad_value)
+
+
+def test_skops_imports_without_torch_and_trusts_the_same_types():
+    """A fresh interpreter: `skops_io()` leaves torch unimported (sklearn's array-API torch
+    shim stays importable afterwards), and skops trusts exactly the types a plain
+    `import skops.io` trusts."""
+    import subprocess
+    import sys
+
+    probe = """
+import json, sys
+{first}
+import skops.io._trusted_types as t
+names = {{n: sorted(map(str, getattr(t, n))) for n in dir(t)
+         if n.isupper() and isinstance(getattr(t, n), (list, tuple, set))}}
+torch_before = "torch" in sys.modules
+import sklearn.externals.array_api_compat.torch  # the shim still imports
+print(json.dumps([torch_before, names]))
+"""
+    out = []
+    for first in ("from stages.common.skops_files import skops_io; skops_io()", "import skops.io"):
+        res = subprocess.run([sys.executable, "-c", probe.format(first=first)],
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        out.append(json.loads(res.stdout))
+    (ours_torch, ours), (_, plain) = out
+    assert ours_torch is False
+    assert ours == plain and len(ours["SKLEARN_ESTIMATOR_TYPE_NAMES"]) > 100
+
+
 def test_untrusted_types_in_a_model_file_are_refused(tmp_path):
     import os
 

@@ -113,8 +113,9 @@ def test_champion_rule_and_raw_rows_from_the_registry(table_repo):
     second = _package(repo, env, "best")  # strictly better on the same test data: moves
     assert (second["candidate"], second["version"], second["alias"]) == (best, 2, "champion")
     # worse: challenger, champion stays (--force: the same params and inputs as the first
-    # run would be restored from DVC's run cache, registering nothing)
-    third = _package(repo, env, worst, "--force")
+    # run would be restored from DVC's run cache, registering nothing; --single-item: only
+    # package is forced, not every stage upstream of it)
+    third = _package(repo, env, worst, "--force", "--single-item")
     assert (third["version"], third["alias"]) == (3, "challenger")
 
     import mlflow

@@ -5,6 +5,7 @@ Baselines write them; evaluate (and serving) load them back. No pickle on the lo
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,31 @@ from stages.runtime.errors import UserError
 
 TRUSTED_PREFIXES = ("sklearn.",)
 TRUSTED_EXACT = ("numpy.reshape", "numpy.dtype")
+
+
+# skops.io lists its trusted types with sklearn's `all_estimators()`, whose package walk
+# imports every subpackage of sklearn, `sklearn.externals.array_api_compat.torch` included:
+# that imports torch (~1.5 s) in stages that never touch a tensor (prepare, baselines).
+_TORCH_SHIM = "sklearn.externals.array_api_compat.torch"
+
+
+def skops_io():
+    """`skops.io`, imported without importing torch through sklearn's array-API shim.
+
+    While it imports, the shim is marked unimportable (the walk skips packages that raise
+    ImportError; no estimator lives there); the mark is removed afterwards, so the shim
+    imports normally if sklearn's array-API dispatch is ever used with torch."""
+    if "skops.io" in sys.modules or "torch" in sys.modules or _TORCH_SHIM in sys.modules:
+        import skops.io
+
+        return skops.io
+    sys.modules[_TORCH_SHIM] = None  # type: ignore[assignment]
+    try:
+        import skops.io
+    finally:
+        if sys.modules.get(_TORCH_SHIM, 0) is None:
+            del sys.modules[_TORCH_SHIM]
+    return skops.io
 
 
 def scoring_pipeline(pipe: Any) -> Any:
@@ -24,8 +50,7 @@ def save_model(pipe: Any, path: Path) -> list[str]:
     """Write `pipe` to `path` (atomically); return the types skops would not trust in it,
     read from the bytes just written (MLflow's `skops_trusted_types`, without a second
     serialization of the model)."""
-    import skops.io as sio
-
+    sio = skops_io()
     data = sio.dumps(pipe)
     with io.atomic_file(path) as tmp:
         tmp.write_bytes(data)
@@ -34,8 +59,7 @@ def save_model(pipe: Any, path: Path) -> list[str]:
 
 def load_trusted(path: str | Path) -> Any:
     """Load a skops file written by this pipeline; refuse any type outside the allowlist."""
-    import skops.io as sio
-
+    sio = skops_io()
     path = Path(path)
     if not path.exists():
         raise UserError(f"missing {path}; run the stage that writes it first (`dvc repro`)")

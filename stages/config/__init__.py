@@ -7,11 +7,14 @@ what is allowed (with a "did you mean" for misspelled keys).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import json
 import types
 import typing
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,7 @@ from stages.schema.train import TrainParams
 from stages.schema.tune import TuneParams
 
 DEFAULT_PATH = Path("params.yaml")
+_ESTIMATOR_CHECKS: ContextVar[bool] = ContextVar("estimator_checks", default=True)
 
 
 class Params(Section):
@@ -91,10 +95,25 @@ def load(path: str | Path = DEFAULT_PATH) -> Params:
     return validate(raw, path)
 
 
+@contextlib.contextmanager
+def without_estimator_checks() -> Iterator[None]:
+    """Inside: `baselines.hyperparams` are not checked against the real scikit-learn
+    estimators (their names are). That check imports scikit-learn, ~2 s of a stage
+    process's start-up; augment, tune, train and compress never fit a baseline, and the
+    validate stage (first in every `dvc repro`), `python -m stages.config` and baselines
+    itself check it."""
+    token = _ESTIMATOR_CHECKS.set(False)
+    try:
+        yield
+    finally:
+        _ESTIMATOR_CHECKS.reset(token)
+
+
 def validate(raw: dict[str, Any], path: Path = DEFAULT_PATH) -> Params:
     """Validate an already-parsed params mapping (see `load`)."""
+    context = {"root": str(path.resolve().parent), "estimators": _ESTIMATOR_CHECKS.get()}
     try:
-        return Params.model_validate(raw, context={"root": str(path.resolve().parent)})
+        return Params.model_validate(raw, context=context)
     except ValidationError as exc:
         lines = [_describe(err) for err in exc.errors()]
         raise ConfigError(

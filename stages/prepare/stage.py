@@ -241,10 +241,10 @@ def _target_stats(target: Target, train: np.ndarray) -> dict[str, float] | None:
 
 
 def _save_transformer(transformer: Any, path: Path) -> None:
-    import skops.io as sio
+    from stages.common.skops_files import skops_io
 
     with io.atomic_file(path) as tmp:
-        sio.dump(transformer, tmp)
+        skops_io().dump(transformer, tmp)
 
 
 @dataclass(frozen=True)

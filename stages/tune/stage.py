@@ -56,4 +56,5 @@ def main(argv: list[str] | None = None) -> int:
         else:
             session.run_as_stage()
 
-    return run_main("tune", body, ap, argv)
+    with config.without_estimator_checks():  # validate and baselines check them
+        return run_main("tune", body, ap, argv)
