@@ -6,18 +6,20 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import mlflow
 import optuna
 import pytest
 import yaml
 
-from tests.conftest import pipeline_env, run_dvc, run_stage, write_params
+from tests.conftest import copy_repo, pipeline_env, run_dvc, run_stage, write_params
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +43,27 @@ TINY = {
     },
     "mlflow": {"experiment": "tune-test"},
 }
+
+
+@pytest.fixture(scope="module")
+def _upstream_once(tmp_path_factory) -> Path:
+    """A repo copy with TINY's validate, prepare and augment run once for this file.
+
+    No test here changes a param prepare or augment reads, so the tests below start from a
+    copy of it instead of paying those stages again (three stage processes, ~15 s each test).
+    The tests that assert the upstream stages' own MLflow runs build their own.
+    """
+    base = tmp_path_factory.mktemp("tune-upstream")
+    repo = copy_repo(base / "repo")
+    _write(repo, TINY)
+    run_dvc(repo, pipeline_env(base), "repro", "augment")
+    return repo
+
+
+@pytest.fixture
+def upstream_copy(_upstream_once, tmp_path) -> Path:
+    """This test's own copy of `_upstream_once` (git, dvc.lock, cache and outputs)."""
+    return Path(shutil.copytree(_upstream_once, tmp_path / "repo", symlinks=True))
 
 
 def _write(repo, overrides):
@@ -144,23 +167,25 @@ def _tune_until_mid_trial(repo, env, complete: int, stderr=subprocess.DEVNULL):
     return proc
 
 
-def test_kill_9_mid_trial_then_resume_keeps_every_complete_trial(repo_copy, tmp_path, reliability):
+def test_kill_9_mid_trial_then_resume_keeps_every_complete_trial(
+    upstream_copy, tmp_path, reliability
+):
     env = {**pipeline_env(tmp_path), "REPROLAB_FAULT_HANG": "2:1"}  # trial 2 blocks mid-run
-    _write(repo_copy, {**TINY, "tune": {**TINY["tune"], "n_trials": 5, "pruner": "none"}})
-    run_dvc(repo_copy, env, "repro", "augment")
-    proc = _tune_until_mid_trial(repo_copy, env, complete=2)
+    _write(upstream_copy, {**TINY, "tune": {**TINY["tune"], "n_trials": 5, "pruner": "none"}})
+    run_dvc(upstream_copy, env, "repro", "augment")
+    proc = _tune_until_mid_trial(upstream_copy, env, complete=2)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     env.pop("REPROLAB_FAULT_HANG")
     before = {
         t.number: t.params
-        for t in _study(repo_copy).get_trials()
+        for t in _study(upstream_copy).get_trials()
         if t.state == optuna.trial.TrialState.COMPLETE
     }
     assert len(before) >= 2
 
-    run_dvc(repo_copy, env, "repro", "tune")
-    study = _study(repo_copy)
+    run_dvc(upstream_copy, env, "repro", "tune")
+    study = _study(upstream_copy)
     states = _states(study)
     assert states.get("COMPLETE", 0) + states.get("PRUNED", 0) == 5
     assert states.get("FAIL", 0) == 1 and "RUNNING" not in states
@@ -184,18 +209,20 @@ def test_kill_9_mid_trial_then_resume_keeps_every_complete_trial(repo_copy, tmp_
     )
 
 
-def test_nan_injected_in_a_trial_fails_it_and_the_study_goes_on(repo_copy, tmp_path, reliability):
+def test_nan_injected_in_a_trial_fails_it_and_the_study_goes_on(
+    upstream_copy, tmp_path, reliability
+):
     env = {**pipeline_env(tmp_path), "REPROLAB_FAULT_NAN": "1:2"}
-    _write(repo_copy, {**TINY, "tune": {**TINY["tune"], "n_trials": 3}})
-    run_dvc(repo_copy, env, "repro", "tune")
-    study = _study(repo_copy)
+    _write(upstream_copy, {**TINY, "tune": {**TINY["tune"], "n_trials": 3}})
+    run_dvc(upstream_copy, env, "repro", "tune")
+    study = _study(upstream_copy)
     nan_trial = study.trials[1]
     assert nan_trial.state == optuna.trial.TrialState.FAIL
     assert (
         "non-finite" in nan_trial.user_attrs["fail_reason"].lower()
         or "nan" in nan_trial.user_attrs["fail_reason"].lower()
     )
-    metrics = json.loads((repo_copy / "metrics/tune.json").read_text())
+    metrics = json.loads((upstream_copy / "metrics/tune.json").read_text())
     assert metrics["finished"] == 3 and metrics["trials"]["fail"] == 1
     assert metrics["best_value"] == metrics["best_value"]  # not NaN
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
@@ -216,7 +243,7 @@ def test_nan_injected_in_a_trial_fails_it_and_the_study_goes_on(repo_copy, tmp_p
     )
 
 
-def test_pruning_with_two_ddp_ranks_ends_without_a_hang(repo_copy, tmp_path):
+def test_pruning_with_two_ddp_ranks_ends_without_a_hang(upstream_copy, tmp_path):
     """devices: 2 on CPU (gloo): rank 0 decides, the decision is broadcast, both stop."""
     env = pipeline_env(tmp_path)
     ddp = {
@@ -234,17 +261,17 @@ def test_pruning_with_two_ddp_ranks_ends_without_a_hang(repo_copy, tmp_path):
             },
         },
     }
-    _write(repo_copy, ddp)
-    run_dvc(repo_copy, env, "repro", "augment")
+    _write(upstream_copy, ddp)
+    run_dvc(upstream_copy, env, "repro", "augment")
     started = time.time()
-    res = run_stage("tune", repo_copy, env, timeout=420)
+    res = run_stage("tune", upstream_copy, env, timeout=420)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Starting with 2 processes" in res.stderr + res.stdout
-    states = _states(_study(repo_copy))
+    states = _states(_study(upstream_copy))
     assert states.get("COMPLETE", 0) + states.get("PRUNED", 0) == 6, states
     assert states.get("PRUNED", 0) >= 1, states  # the broadcast-stop path really ran
     pruned = [
-        t for t in _study(repo_copy).get_trials() if t.state == optuna.trial.TrialState.PRUNED
+        t for t in _study(upstream_copy).get_trials() if t.state == optuna.trial.TrialState.PRUNED
     ]
     assert all(t.user_attrs["pruned_at_epoch"] < 3 for t in pruned)  # stopped before the end
     assert time.time() - started < 400
@@ -275,15 +302,15 @@ def test_real_tracking_server_receives_nested_trials(repo_copy, tmp_path):
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_mid_trial_ends_runs_killed_and_resume_keeps_the_study(
-    repo_copy, tmp_path, sig, code, reliability
+    upstream_copy, tmp_path, sig, code, reliability
 ):
     """Fault: SIGTERM/SIGINT to the tune stage while trial 1 is surely mid-run. Expected:
     exit 143/130, the stage run and the interrupted trial run KILLED (none RUNNING), the
     complete trial kept; `dvc repro tune` then finishes the study without re-running it."""
     env = {**pipeline_env(tmp_path), "REPROLAB_FAULT_HANG": "1:1"}
-    _write(repo_copy, {**TINY, "tune": {**TINY["tune"], "n_trials": 3, "pruner": "none"}})
-    run_dvc(repo_copy, env, "repro", "augment")
-    proc = _tune_until_mid_trial(repo_copy, env, complete=1, stderr=subprocess.PIPE)
+    _write(upstream_copy, {**TINY, "tune": {**TINY["tune"], "n_trials": 3, "pruner": "none"}})
+    run_dvc(upstream_copy, env, "repro", "augment")
+    proc = _tune_until_mid_trial(upstream_copy, env, complete=1, stderr=subprocess.PIPE)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == code, stderr[-3000:]
@@ -295,14 +322,14 @@ def test_signal_mid_trial_ends_runs_killed_and_resume_keeps_the_study(
     assert "RUNNING" not in statuses and "KILLED" in statuses, statuses
     before = {
         t.number: t.params
-        for t in _study(repo_copy).get_trials()
+        for t in _study(upstream_copy).get_trials()
         if t.state == optuna.trial.TrialState.COMPLETE
     }
     assert len(before) >= 1
 
     env.pop("REPROLAB_FAULT_HANG")
-    run_dvc(repo_copy, env, "repro", "tune")
-    study = _study(repo_copy)
+    run_dvc(upstream_copy, env, "repro", "tune")
+    study = _study(upstream_copy)
     states = _states(study)
     assert states.get("COMPLETE", 0) + states.get("PRUNED", 0) == 3 and "RUNNING" not in states
     after = {t.number: t.params for t in study.get_trials() if t.state.name == "COMPLETE"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from stages.runtime.errors import DataError
 
@@ -19,6 +18,9 @@ def split_indices(
     classes: list[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Return disjoint sorted index arrays {"train", "val", "test"} covering every row."""
+    # Imported here: params and data are refused before scikit-learn's ~1 s import is paid.
+    from sklearn.model_selection import train_test_split
+
     n = len(y)
     idx = np.arange(n)
     stratify = y if task == "classification" else None

@@ -107,12 +107,13 @@ def test_kill_9_in_each_stage_then_rerun_completes(repo_copy, tmp_path, reliabil
         proc.wait(timeout=30)
         locked.append(_lock_is_consistent(repo_copy, env, stage))
 
-    # a param train reads changed: the run re-trains and re-runs what follows it, so it holds
-    # the repo lock for many seconds (after the kills only the last, short stage may be left,
-    # and a first run that ends before the second starts leaves nothing to refuse)
-    write_params(repo_copy, {"train": {"max_epochs": 3}})
+    # a param evaluate reads changed: the run re-runs evaluate and package, so it holds the
+    # repo lock for many seconds (after the kills only the last, short stage may be left, and
+    # a first run that ends before the second starts leaves nothing to refuse). Not a train
+    # param: re-training and re-compressing added a minute and tested nothing more.
+    write_params(repo_copy, {"evaluate": {"bootstrap": 120}})
     proc = _start(repo_copy, env)
-    _wait_for(proc, "Running stage 'train'")
+    _wait_for(proc, "Running stage 'evaluate'")
     second = subprocess.run(
         ["dvc", "repro"], cwd=repo_copy, env=env, capture_output=True, text=True, timeout=120
     )
