@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from stages.runtime.errors import UserError
+from stages.runtime.signals import raise_if_received
 
 
 def _umask() -> int:
@@ -51,6 +52,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
         raise _os_error(target, exc) from None
     try:
         yield tmp
+        raise_if_received()  # interrupted while writing: the old output stays
         old = None
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
@@ -85,6 +87,7 @@ def atomic_file(target: str | Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        raise_if_received()
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)

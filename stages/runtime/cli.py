@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import shlex
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 import yaml
 
 from stages.runtime.errors import UserError
-from stages.runtime.signals import Terminated
+from stages.runtime.signals import Terminated, received
 
 T = TypeVar("T")
 
@@ -43,8 +44,10 @@ def setup_logging(stage: str) -> logging.Logger:
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     # `import mlflow` re-levels its own top logger to INFO (dictConfig), not its children:
     # the system-metrics monitor's start/stop/"skip GPU" lines stay quiet through that
+    # torch: its INFO lines (atexit "FakeTensor cache stats", c10d store set-up) say nothing
+    # to a user; torch._logging keeps WARNING unless TORCH_LOGS asks for more
     for noisy in ("alembic", "mlflow", "mlflow.system_metrics", "urllib3", "git", "matplotlib",
-                  "PIL"):  # fmt: skip
+                  "PIL", "torch"):  # fmt: skip
         logging.getLogger(noisy).setLevel(logging.WARNING)
     _without_own_console("lightning")
     quiet_warnings()
@@ -214,10 +217,13 @@ def run_main(
     except UserError as exc:
         print(f"error: {stage}: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        log.error("interrupted (SIGINT); MLflow run marked KILLED, outputs left untouched")
-        return 130
-    except Terminated:
+    except (KeyboardInterrupt, Terminated) as exc:
+        # the signal received names the exit, not the exception that reached here: a library
+        # can turn SIGTERM into Ctrl-C's SystemExit/KeyboardInterrupt on the way
+        sig = received() or (signal.SIGINT if isinstance(exc, KeyboardInterrupt) else None)
+        if sig == signal.SIGINT:
+            log.error("interrupted (SIGINT); MLflow run marked KILLED, outputs left untouched")
+            return 130
         log.error("terminated (SIGTERM); MLflow run marked KILLED, outputs left untouched")
         return 143
     return 0

@@ -10,6 +10,14 @@ the hook installed here sends the same signal again a moment later, from another
 so it lands in the next ordinary frame. The handler likewise waits (by the same re-sending,
 at most `MAX_DEFER_S`) while the main thread is inside database code, where an exception
 would leave a transaction open and the database locked for the cleanup that follows.
+
+A received signal also stays *pending* until the context ends: library code that catches
+`BaseException` (or an import interrupted half-way that a library then treats as a missing
+optional module) can swallow the exception, and the stage would train on to the end. So
+`raise_if_received()` raises it again at the next unit of work (a training batch), an
+atomic output refuses to commit once a signal is pending, and the context itself raises it
+if its body completed anyway. `received()` names the signal, so the exit code and the log
+line say SIGTERM even when a library turned it into a KeyboardInterrupt or SystemExit.
 """
 
 from __future__ import annotations
@@ -31,15 +39,24 @@ REDELIVER_AFTER_S = 0.05
 DEFER_INSIDE = ("sqlalchemy.", "sqlite3.", "alembic.", "psycopg.", "optuna.storages.")
 MAX_DEFER_S = 10.0
 _deferred_since: dict[int, float] = {}
+_received: list[int] = []  # the first signal received in the active context (at most one)
+_active = 0  # open signals_as_exceptions() contexts: a re-send after the last one is dropped
 
 
 class Terminated(BaseException):
     """Raised in the main thread when the process receives SIGTERM."""
 
 
+def _kill_if_active(signum: int) -> None:
+    # after the context has ended the handler is the previous one (SIG_DFL, usually): a
+    # late re-send would kill the process with -15 during its orderly exit
+    if _active:
+        os.kill(os.getpid(), signum)
+
+
 def _resend(signum: int) -> None:
     """Send `signum` to this process again, from another thread, a moment from now."""
-    resend = threading.Timer(REDELIVER_AFTER_S, os.kill, (os.getpid(), signum))
+    resend = threading.Timer(REDELIVER_AFTER_S, _kill_if_active, (signum,))
     resend.daemon = True
     resend.start()
 
@@ -54,15 +71,30 @@ def _in_database_code(frame) -> bool:
 
 def _raise_for(signum: int, frame) -> None:
     """The handler: raise the signal's exception, unless that would break a transaction."""
+    if not _received:
+        _received.append(signum)
     if _in_database_code(frame):
         first = _deferred_since.setdefault(signum, time.monotonic())
         if time.monotonic() - first < MAX_DEFER_S:
             _resend(signum)
             return
     _deferred_since.pop(signum, None)
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise Terminated(f"received signal {signum}")
+    raise exception_for(signum)
+
+
+def exception_for(signum: int) -> BaseException:
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(f"received {signum}")
+
+
+def received() -> signal.Signals | None:
+    """The signal this process received in the active context, if any."""
+    return signal.Signals(_received[0]) if _received else None
+
+
+def raise_if_received() -> None:
+    """Raise the received signal's exception again (it may have been swallowed since)."""
+    if _received:
+        raise exception_for(_received[0])
 
 
 def _redeliver_dropped(previous_hook):
@@ -87,14 +119,20 @@ def _redeliver_dropped(previous_hook):
 @contextlib.contextmanager
 def signals_as_exceptions() -> Iterator[None]:
     """SIGTERM -> `Terminated`, SIGINT -> KeyboardInterrupt: raised outside database code,
-    and sent again if a finalizer drops the exception."""
+    and sent again if a finalizer drops the exception; raised at the end if swallowed."""
+    global _active
+    if not _active:
+        _received.clear()
+    _active += 1
     previous_term = signal.signal(signal.SIGTERM, _raise_for)
     previous_int = signal.signal(signal.SIGINT, _raise_for)
     previous_hook = sys.unraisablehook
     sys.unraisablehook = _redeliver_dropped(previous_hook)
     try:
         yield
+        raise_if_received()  # the body ran on: something swallowed the exception
     finally:
+        _active -= 1
         sys.unraisablehook = previous_hook
         signal.signal(signal.SIGTERM, previous_term)
         signal.signal(signal.SIGINT, previous_int)

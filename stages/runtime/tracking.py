@@ -35,7 +35,14 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
 
 from stages.config import Params, params_hash, section_dict
 from stages.runtime import tracking_retry
-from stages.runtime.signals import Terminated, signals_as_exceptions
+from stages.runtime.signals import (
+    Terminated,
+    exception_for,
+    raise_if_received,
+    received,
+    signals_as_exceptions,
+)
+from stages.runtime.store_init import ensure_sqlite_schema, named_store_errors
 
 log = logging.getLogger("reprolab.tracking")
 
@@ -237,8 +244,11 @@ def stage_run(
 
     if schema is not None:
         dataset, data_fingerprint = schema["dataset"], schema["fingerprint"]
-    mlflow.set_tracking_uri(tracking_uri(cfg))
-    experiment = mlflow.set_experiment(experiment_name(cfg, dataset))
+    uri = tracking_uri(cfg)
+    with named_store_errors(uri):
+        ensure_sqlite_schema(uri)
+        mlflow.set_tracking_uri(uri)
+        experiment = mlflow.set_experiment(experiment_name(cfg, dataset))
     client = mlflow.MlflowClient()
     mark_experiment_kind(client, experiment)
     close_orphaned_runs(client, experiment.experiment_id)
@@ -271,10 +281,15 @@ def stage_run(
             if run_id is None:
                 log_params(section_dict(cfg, *sections))
             yield run
+            raise_if_received()  # swallowed by a library on the way: still an interruption
         except (KeyboardInterrupt, Terminated):
             end_all_runs("KILLED")
             raise
         except BaseException as exc:
+            if (signum := received()) is not None:
+                # a failure after SIGTERM/SIGINT (a half-done import, say) is the signal's
+                end_all_runs("KILLED")
+                raise exception_for(signum) from exc
             if tracking_retry.is_outage(exc):  # one quick try each, not another retry budget
                 tracking_retry.end_runs_quickly("FAILED")
             end_all_runs("FAILED")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from stages import config
 from stages.common import compat, fit_rows, io
+from stages.runtime import signals
 from stages.runtime.cli import parser, paths_from, run_main
 from stages.runtime.errors import UserError
 from stages.train import rows as fit_data
@@ -72,6 +74,7 @@ def run(
     from lightning_modules.data import TensorDataModule
     from lightning_modules.fit import build_trainer
     from lightning_modules.module import NonFiniteLossError, TaskModule
+    from stages.train.interrupts import StopOnSignal
 
     started = time.perf_counter()
     t = cfg.train
@@ -112,7 +115,7 @@ def run(
         "fit_rows": len(rows.y),
         "batch_size": t.batch_size,
     }
-    extra = [history, CheckpointExtras(saved)]
+    extra = [history, CheckpointExtras(saved), StopOnSignal()]
     if t.log_per_step and sink is not None:
         extra.append(StepLoss(sink, t.log_every_n_steps))
     trainer = build_trainer(
@@ -150,7 +153,7 @@ def run(
         raise UserError(f"training stopped: {exc}. Last good checkpoint kept: {kept}") from None
     except SystemExit:
         if trainer.interrupted:  # Lightning turns Ctrl-C into SystemExit(1): restore it
-            raise KeyboardInterrupt from None
+            raise signals.exception_for(signals.received() or signal.SIGINT) from None
         raise
     if not trainer.is_global_zero:
         return {}

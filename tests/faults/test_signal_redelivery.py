@@ -98,3 +98,65 @@ def test_signal_inside_database_code_waits_for_it_to_return(name, expected, reli
         before={"delivered in": "sqlalchemy"},
         after={"commit": "completed", "caught": expected},
     )
+
+
+SWALLOWED = """
+import argparse, os, signal, sys, time
+from pathlib import Path
+from stages.common.io import atomic_file
+from stages.runtime.cli import run_main
+from stages.runtime.signals import signals_as_exceptions
+
+def library_code():
+    try:  # a library that catches BaseException around its work
+        os.kill(os.getpid(), signal.{name})
+        time.sleep(0.5)
+    except BaseException:
+        pass
+
+def body(args):
+    out = Path(args.out)
+    with signals_as_exceptions():
+        library_code()
+        print("RAN ON", flush=True)
+        try:
+            with atomic_file(out) as tmp:
+                tmp.write_text("new")
+        except BaseException as exc:
+            print("REFUSED", type(exc).__name__, flush=True)
+        raise KeyboardInterrupt  # what Lightning turns any interruption into
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--out")
+ap.set_defaults(path_options=[])
+sys.exit(run_main("demo", body, ap, ["--out", sys.argv[1]]))
+"""
+
+
+@pytest.mark.parametrize(("name", "code"), [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_swallowed_signal_still_stops_the_stage(name, code, tmp_path, reliability):
+    """A library that catches BaseException drops the signal's exception; the signal stays
+    pending: no output commits after it, and the exit code and log name the signal sent,
+    even when a KeyboardInterrupt is what reaches the stage's entry point."""
+    out = tmp_path / "out.txt"
+    out.write_text("old")
+    res = subprocess.run(
+        [sys.executable, "-c", SWALLOWED.format(name=name), str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == code, res.stdout + res.stderr
+    expected = "Terminated" if name == "SIGTERM" else "KeyboardInterrupt"
+    assert res.stdout.split() == ["RAN", "ON", "REFUSED", expected], res.stdout + res.stderr
+    assert out.read_text() == "old" and list(tmp_path.iterdir()) == [out]
+    assert f"({name}); MLflow run marked KILLED" in res.stderr, res.stderr
+    reliability.record(
+        "fault",
+        f"{name} whose exception a library swallows (`except BaseException`)",
+        "the signal stays pending: outputs refuse to commit, training stops at the next "
+        "batch, the exit code and log line name the signal sent",
+        before={"swallowed by": "library code", "reached the entry point": "KeyboardInterrupt"},
+        after={"output": "old content kept", "exit": code},
+    )
