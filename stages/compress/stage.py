@@ -23,6 +23,7 @@ import numpy as np
 
 from stages import config
 from stages.common import fit_rows, io, splits
+from stages.runtime import signals
 from stages.runtime.cli import parser, path_field, paths_from, run_main
 from stages.runtime.errors import UserError
 
@@ -130,6 +131,7 @@ def run(cfg: config.Params, paths: Paths, tracker=None) -> dict[str, dict[str, A
             ctx.run_ids[name] = run_id
             row: dict[str, Any] = {"method": method}
             try:
+                signals.raise_if_received()  # one swallowed by a library in the last variant
                 variant = produce(ctx, name)
                 row |= {
                     "status": "ok",
@@ -141,6 +143,10 @@ def run(cfg: config.Params, paths: Paths, tracker=None) -> dict[str, dict[str, A
                 row |= variant.info
                 row |= _degenerate(name, task, row[name_of_metric], trivial, floor)
             except Exception as exc:  # recorded as this variant's failure row; others go on
+                if (signum := signals.received()) is not None:  # a failure after SIGTERM
+                    if tracker and run_id:
+                        tracker.kill(run_id)
+                    raise signals.exception_for(signum) from exc
                 row |= {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:1000]}
                 log.warning("variant=%s method=%s failed: %s", name, method, row["error"])
                 for leftover in out_dir.glob(f"{name}.*"):
