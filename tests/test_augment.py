@@ -8,7 +8,7 @@ import torch
 
 from lightning_modules.image_augment import ImageAugmentSpec, augment_images
 from stages.augment import stage as augment
-from stages.augment.tabular import jitter, mixup_same_class
+from stages.augment.tabular import apply_mixup, feature_std, jitter, plan_mixup
 from stages.common import splits
 
 
@@ -127,16 +127,46 @@ def test_jitter_scale_and_probability():
     assert out[changed].std() == pytest.approx(0.1, rel=0.05)
 
 
+def _mixup(X, y, rng, classification, chunk=None):
+    plan = plan_mixup(y, rng, p=1.0, alpha=0.4, classification=classification)
+    step = chunk or len(X)
+    parts = [
+        apply_mixup(X[lo : lo + step], y[lo : lo + step], lo, plan, X.__getitem__, y)
+        for lo in range(0, len(X), step)
+    ]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
 def test_mixup_keeps_class_and_blends_regression_targets():
     rng = np.random.default_rng(0)
     X = np.repeat(np.arange(3, dtype=np.float32), 50)[:, None]
     y = np.repeat(np.arange(3), 50)
-    Xm, ym = mixup_same_class(X, y, rng, p=1.0, alpha=0.4, classification=True)
+    Xm, ym = _mixup(X, y, rng, classification=True)
     np.testing.assert_array_equal(ym, y)
     np.testing.assert_allclose(Xm[:, 0], y)  # partners share the class, so the value
     yr = np.linspace(0, 1, 150).astype(np.float32)
-    Xr, yr2 = mixup_same_class(X, yr, rng, p=1.0, alpha=0.4, classification=False)
+    Xr, yr2 = _mixup(X, yr, rng, classification=False)
     assert yr2.min() >= 0 and yr2.max() <= 1 and not np.allclose(yr2, yr)
+
+
+@pytest.mark.parametrize("classification", [True, False])
+def test_mixup_in_chunks_equals_mixup_of_the_whole_split(classification):
+    """augment blends a chunk at a time, partners read from the split on disk: the rows
+    must not depend on the chunk size."""
+    X = np.random.default_rng(1).normal(size=(1000, 4)).astype(np.float32)
+    y = np.arange(1000) % 3 if classification else X[:, 0].copy()
+    whole = _mixup(X, y, np.random.default_rng(7), classification)
+    chunked = _mixup(X, y, np.random.default_rng(7), classification, chunk=97)
+    np.testing.assert_array_equal(whole[0], chunked[0])
+    np.testing.assert_array_equal(whole[1], chunked[1])
+    assert not np.array_equal(whole[0], X)
+
+
+def test_feature_std_over_chunks_matches_numpy():
+    X = np.random.default_rng(2).normal(5.0, [0.1, 3.0, 1e-3], size=(5000, 7, 3))
+    chunks = (X[i : i + 333] for i in range(0, len(X), 333))
+    expected = X.reshape(-1, 3).std(axis=0)
+    np.testing.assert_allclose(feature_std(chunks), expected, rtol=1e-6)
 
 
 def test_missing_prepared_input_names_the_command(make_params, tmp_path):

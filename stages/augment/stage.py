@@ -41,7 +41,11 @@ def run(cfg: config.Params, prepared: str | Path, out_dir: str | Path) -> dict[s
     inputs = {name: splits.open_split(prepared / name, "X", "y") for name in ("train", "val")}
     scale = splits.x_scale(prepared / "train")
     # the jitter's scale is the train split's feature spread (tables and sequences, float)
-    reference = None if schema["modality"] == "image" else np.asarray(inputs["train"]["X"])
+    reference = None
+    if schema["modality"] != "image" and copies and aug.tabular.jitter.enabled:
+        from stages.augment.tabular import feature_std
+
+        reference = feature_std(inputs["train"]["X"].chunks())
     from stages.common.progress import bar
 
     total = copies * sum(len(rows["y"]) for rows in inputs.values())
@@ -83,13 +87,13 @@ def run(cfg: config.Params, prepared: str | Path, out_dir: str | Path) -> dict[s
 @dataclass(frozen=True)
 class _Copies:
     """How the augmented copies of one split are made: `copies` of them, copy i seeded
-    `seed + i`; `reference` (the train rows) sets the tabular jitter's scale."""
+    `seed + i`; `reference` sets the tabular jitter's scale."""
 
     schema: dict[str, Any]
     aug: AugmentParams
     copies: int
     seed: int
-    reference: np.ndarray | None
+    reference: np.ndarray | None  # the train split's per-feature std (tables, sequences)
 
 
 def _write_expanded(
@@ -147,31 +151,29 @@ def _augment_once(X: splits.Rows, y: np.ndarray, how: _Copies, seed: int, scale:
         for lo, hi, Xa in iter_augmented(X, image_spec(aug), seed, scale=scale):
             yield lo, hi, Xa, y[lo:hi]
         return
-    rows = np.asarray(X)  # tables and sequences: one copy at a time (mixup pairs rows)
-    rng = np.random.default_rng(seed)
+    from stages.augment import tabular
+
     t = aug.tabular
+    rng_jitter, rng_mixup = np.random.default_rng(seed).spawn(2)
     if schema["modality"] == "table":
         mask = np.asarray(schema["preprocessing"]["numeric_mask"], dtype=np.float32)
     else:
-        mask = np.ones(rows.shape[-1], dtype=np.float32)
-    out_X, out_y = rows, y
-    if t.jitter.enabled and t.jitter.p > 0:
-        axes = tuple(range(rows.ndim - 1))
-        feature_std = how.reference.std(axis=axes).astype(np.float32)
-        out_X = _jitter(out_X, rng, t.jitter.p, t.jitter.std, feature_std, mask)
+        mask = np.ones(X.row_shape[-1], dtype=np.float32)
+    jitter_on = t.jitter.enabled and t.jitter.p > 0
+    plan = None
     if t.mixup.enabled and t.mixup.p > 0:
-        from stages.augment.tabular import mixup_same_class
-
-        out_X, out_y = mixup_same_class(
-            out_X, out_y, rng, t.mixup.p, t.mixup.alpha, schema["task"] == "classification"
-        )
-    yield 0, len(rows), out_X, out_y
-
-
-def _jitter(X, rng, p, std, feature_std, mask):
-    from stages.augment.tabular import jitter
-
-    return jitter(X, rng, p, std, feature_std, mask)
+        classification = schema["task"] == "classification"
+        plan = tabular.plan_mixup(y, rng_mixup, t.mixup.p, t.mixup.alpha, classification)
+    start = 0
+    for part in X.chunks():  # tables and sequences: a chunk at a time, like images
+        stop = start + len(part)
+        out_X, out_y = part.astype(np.float32, copy=False), y[start:stop]
+        if jitter_on:
+            out_X = tabular.jitter(out_X, rng_jitter, t.jitter.p, t.jitter.std, how.reference, mask)
+        if plan is not None:
+            out_X, out_y = tabular.apply_mixup(out_X, out_y, start, plan, X.take, y)
+        yield start, stop, out_X, out_y
+        start = stop
 
 
 def _sample_grid(before: np.ndarray, after: np.ndarray, n: int, path: Path) -> None:
