@@ -9,7 +9,8 @@ a trial blocked afterwards would never end. `sys.unraisablehook` sees exactly th
 the hook installed here sends the same signal again a moment later, from another thread,
 so it lands in the next ordinary frame. The handler likewise waits (by the same re-sending,
 at most `MAX_DEFER_S`) while the main thread is inside database code, where an exception
-would leave a transaction open and the database locked for the cleanup that follows.
+would leave a transaction open and the database locked for the cleanup that follows, and
+while the innermost frame is importlib's own code, where it would leave an import lock held.
 
 A received signal also stays *pending* until the context ends: library code that catches
 `BaseException` (or an import interrupted half-way that a library then treats as a missing
@@ -38,6 +39,7 @@ REDELIVER_AFTER_S = 0.05
 # "end the run KILLED" then fails with "database is locked". Wait for such code to return.
 DEFER_INSIDE = ("sqlalchemy.", "sqlite3.", "alembic.", "psycopg.", "optuna.storages.")
 MAX_DEFER_S = 10.0
+IMPORT_MACHINERY = ("importlib._bootstrap", "importlib._bootstrap_external")
 _deferred_since: dict[int, float] = {}
 _received: list[int] = []  # the first signal received in the active context (at most one)
 _active = 0  # open signals_as_exceptions() contexts: a re-send after the last one is dropped
@@ -69,11 +71,20 @@ def _in_database_code(frame) -> bool:
     return False
 
 
+def _in_import_machinery(frame) -> bool:
+    # importlib's own bookkeeping, not a module body it runs: an exception between taking
+    # a module's import lock and the code that releases it leaves the lock held, and the
+    # next thread to import that module (MLflow's system-metrics monitor, which the
+    # stage's cleanup then joins) waits forever; seen as a stage hung after SIGTERM
+    return frame is not None and frame.f_globals.get("__name__", "") in IMPORT_MACHINERY
+
+
 def _raise_for(signum: int, frame) -> None:
-    """The handler: raise the signal's exception, unless that would break a transaction."""
+    """The handler: raise the signal's exception, unless that would break a transaction
+    or the import system's locks."""
     if not _received:
         _received.append(signum)
-    if _in_database_code(frame):
+    if _in_import_machinery(frame) or _in_database_code(frame):
         first = _deferred_since.setdefault(signum, time.monotonic())
         if time.monotonic() - first < MAX_DEFER_S:
             _resend(signum)

@@ -160,3 +160,46 @@ def test_a_swallowed_signal_still_stops_the_stage(name, code, tmp_path, reliabil
         before={"swallowed by": "library code", "reached the entry point": "KeyboardInterrupt"},
         after={"output": "old content kept", "exit": code},
     )
+
+
+IN_IMPORTLIB = """
+import os, signal, sys, time, types
+from stages.runtime.signals import Terminated, signals_as_exceptions
+
+def take_lock_then_release():
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.5)  # the signal arrives here, "inside importlib's lock bookkeeping"
+    return "released"
+
+# the same function, as if it were importlib's own (the handler looks at __name__)
+bookkeeping = types.FunctionType(
+    take_lock_then_release.__code__, {{**globals(), "__name__": "{module}"}}
+)
+
+with signals_as_exceptions():
+    done = "interrupted"
+    try:
+        done = bookkeeping()
+        for _ in range(50):
+            time.sleep(0.1)
+        print("LOST")
+    except Terminated as exc:
+        print(done, type(exc).__name__)
+"""
+
+
+@pytest.mark.parametrize("module", ["importlib._bootstrap", "importlib._bootstrap_external"])
+def test_signal_inside_the_import_machinery_waits_for_it_to_return(module, reliability):
+    """Raised between taking a module's import lock and releasing it, the exception left
+    the lock held: MLflow's system-metrics thread then waited on it forever, and the stage,
+    joining that thread in its cleanup, hung after SIGTERM (seen in a stress run)."""
+    res = _python(IN_IMPORTLIB.format(module=module))
+    assert res.stdout.strip() == "released Terminated", res.stdout + res.stderr
+    reliability.record(
+        "fault",
+        f"SIGTERM while the main thread is in `{module}`'s own code (import locks)",
+        "the exception is raised once that code returns: no import lock left held, no "
+        "thread left waiting on it, the stage exits 143",
+        before={"delivered in": module},
+        after={"import bookkeeping": "completed", "caught": "Terminated"},
+    )
