@@ -58,22 +58,22 @@ def test_signal_dropped_in_a_finalizer_reaches_the_main_code(name, expected, rel
     )
 
 
-IN_A_COMMIT = """
+IN_CODE_THAT_MUST_FINISH = """
 import os, signal, time, types
 from stages.runtime.signals import Terminated, signals_as_exceptions
 
-def commit():
+def finish():
     os.kill(os.getpid(), signal.{name})
-    time.sleep(0.5)  # the signal arrives here, "inside SQLAlchemy"
-    return "committed"
+    time.sleep(0.5)  # the signal arrives here, "inside {module}"
+    return "finished"
 
-# the same function, as if defined in a SQLAlchemy module (the handler looks at __name__)
-commit = types.FunctionType(commit.__code__, {{**globals(), "__name__": "sqlalchemy.orm.fake"}})
+# the same function, as if defined in module {module} (the handler looks at __name__)
+finish = types.FunctionType(finish.__code__, {{**globals(), "__name__": "{module}"}})
 
 with signals_as_exceptions():
     done = "interrupted"
     try:
-        done = commit()
+        done = finish()
         for _ in range(50):
             time.sleep(0.1)
         print("LOST")
@@ -88,8 +88,8 @@ with signals_as_exceptions():
 def test_signal_inside_database_code_waits_for_it_to_return(name, expected, reliability):
     """SQLAlchemy rolls back on Exception only: an exception thrown into a commit would keep
     sqlite's write lock, and the stage could not then end its run KILLED."""
-    res = _python(IN_A_COMMIT.format(name=name))
-    assert res.stdout.strip() == f"committed {expected}", res.stdout + res.stderr
+    res = _python(IN_CODE_THAT_MUST_FINISH.format(name=name, module="sqlalchemy.orm.fake"))
+    assert res.stdout.strip() == f"finished {expected}", res.stdout + res.stderr
     reliability.record(
         "fault",
         f"{name} while the main thread is inside SQLAlchemy (a commit)",
@@ -162,39 +162,13 @@ def test_a_swallowed_signal_still_stops_the_stage(name, code, tmp_path, reliabil
     )
 
 
-IN_IMPORTLIB = """
-import os, signal, sys, time, types
-from stages.runtime.signals import Terminated, signals_as_exceptions
-
-def take_lock_then_release():
-    os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(0.5)  # the signal arrives here, "inside importlib's lock bookkeeping"
-    return "released"
-
-# the same function, as if it were importlib's own (the handler looks at __name__)
-bookkeeping = types.FunctionType(
-    take_lock_then_release.__code__, {{**globals(), "__name__": "{module}"}}
-)
-
-with signals_as_exceptions():
-    done = "interrupted"
-    try:
-        done = bookkeeping()
-        for _ in range(50):
-            time.sleep(0.1)
-        print("LOST")
-    except Terminated as exc:
-        print(done, type(exc).__name__)
-"""
-
-
 @pytest.mark.parametrize("module", ["importlib._bootstrap", "importlib._bootstrap_external"])
 def test_signal_inside_the_import_machinery_waits_for_it_to_return(module, reliability):
     """Raised between taking a module's import lock and releasing it, the exception left
     the lock held: MLflow's system-metrics thread then waited on it forever, and the stage,
     joining that thread in its cleanup, hung after SIGTERM (seen in a stress run)."""
-    res = _python(IN_IMPORTLIB.format(module=module))
-    assert res.stdout.strip() == "released Terminated", res.stdout + res.stderr
+    res = _python(IN_CODE_THAT_MUST_FINISH.format(name="SIGTERM", module=module))
+    assert res.stdout.strip() == "finished Terminated", res.stdout + res.stderr
     reliability.record(
         "fault",
         f"SIGTERM while the main thread is in `{module}`'s own code (import locks)",
