@@ -301,3 +301,71 @@ def test_failed_rerun_keeps_previous_output(make_params, tmp_path):
         pd.Index(sorted(p.name for p in out.iterdir())),
         pd.Index(["schema.json", "test", "train", "val", "preprocessor.skops"]).sort_values(),
     )
+
+
+def _ambiguous_csv(path: Path, n: int = 240) -> None:
+    """An ID, numbers with a few words, dates, a real category, missing targets, a column
+    that is ints until a blank late in the file."""
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "row_id": np.arange(n) + 1000,
+            "user": [f"u{i:05d}" for i in rng.permutation(n)],
+            "price": [f"{x:.2f}" if i % 37 else "unknown" for i, x in enumerate(rng.random(n))],
+            "when": pd.date_range("2024-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
+            "color": rng.choice(["red", "green", "blue"], n),
+            "count": rng.integers(0, 9, n).astype(object),
+            "y": rng.choice(["p", "q", "r"], n).astype(object),
+        }
+    )
+    frame.loc[[5, 150, 151], "y"] = None
+    kept = frame["y"].notna()
+    frame.loc[kept, "row_id"] = np.arange(kept.sum()) + 1000  # consecutive once they go
+    frame.loc[200, "count"] = None
+    frame.to_csv(path, index=False)
+
+
+def test_a_table_reviewed_a_chunk_at_a_time_is_judged_as_the_whole_file(
+    make_params, tmp_path, monkeypatch
+):
+    from stages.prepare.sources import table_scan
+
+    _ambiguous_csv(tmp_path / "a.csv")
+    cfg = make_params({"data": {"source": "a.csv", "target": "y"}})
+    whole = prepare.plan(cfg, tmp_path)
+    monkeypatch.setattr(table_scan, "CHUNK_ROWS", 17)
+    chunked = prepare.plan(cfg, tmp_path)
+    assert chunked.raw.notes == whole.raw.notes
+    said = "\n".join(whole.raw.notes)
+    for fragment in (
+        "column 'row_id': consecutive distinct integers",
+        "column 'user': every value is distinct",
+        "column 'price': 97% numbers and 7 text value(s) (e.g. 'unknown')",
+        "column 'when': looks like dates",
+        "dropped 3 row(s) with a missing target (file lines [7, 152, 153]",
+    ):
+        assert fragment in said
+    assert "'color'" not in said
+    assert chunked.raw.X.decisions == whole.raw.X.decisions
+    # some chunks read `price` as numbers and `count` as ints: read again as one type each
+    assert chunked.raw.X.dtypes == {"price": "str", "count": "float64"}
+    np.testing.assert_array_equal(chunked.target.y, whole.target.y)
+    for name, planned in (("whole", whole), ("chunked", chunked)):
+        prepare.run(cfg, tmp_path / name, root=tmp_path, planned=planned)
+    for split in prepare.SPLITS:
+        a, b = splits.load(tmp_path / "whole" / split), splits.load(tmp_path / "chunked" / split)
+        np.testing.assert_array_equal(a["X"], b["X"])
+
+
+def test_an_infinite_value_late_in_a_table_is_refused_by_its_file_line(
+    make_params, tmp_path, monkeypatch
+):
+    from stages.prepare.sources import table_scan
+
+    rows = ["1,p", ",q", "2,"] * 30 + ["inf,p"]  # blank targets drop rows, not file lines
+    name = _write(tmp_path, "i.csv", "a,y\n" + "\n".join(rows) + "\n")
+    monkeypatch.setattr(table_scan, "CHUNK_ROWS", 8)
+    _refused(make_params, tmp_path, {"source": name, "target": "y"}, "column 'a'", "line 92")
+    words = _write(tmp_path, "w.csv", "a,y\n" + "\n".join(["x,p", "1,q"] * 20 + ["-inf,p"]))
+    cfg = {"source": words, "target": "y", "columns": {"a": "numeric"}}  # read as numbers
+    _refused(make_params, tmp_path, cfg, "column 'a'", "line 42")

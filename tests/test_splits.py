@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -16,6 +17,7 @@ from stages.common import splits
 from stages.common.preprocess import apply_arrays
 from stages.prepare import stage as prepare
 from stages.prepare import tabular
+from stages.prepare.sources import table_scan
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from make_examples import make_houses, make_shapes  # noqa: E402
@@ -39,19 +41,80 @@ def test_an_image_folder_keeps_uint8_pixels_and_loads_as_the_old_float32_rows(
         np.testing.assert_array_equal(new["y"], planned.target.y[rows])
 
 
-def test_a_table_written_in_chunks_equals_the_whole_transform(make_params, tmp_path, monkeypatch):
+def _whole_file_splits(path, cfg, planned, target):
+    """Today's .npz path, from a whole-file read: fit on the train rows, transform each."""
+    frame = pd.read_csv(path)
+    frame = frame.loc[frame[target].notna()].drop(columns=target).reset_index(drop=True)
+    fitted, _ = tabular.fit_table(frame.iloc[planned.parts["train"]], cfg.data)
+    return {s: tabular.transform(fitted, frame.iloc[planned.parts[s]]) for s in prepare.SPLITS}
+
+
+def test_a_table_streamed_in_chunks_equals_the_whole_file_transform(
+    make_params, tmp_path, monkeypatch
+):
     make_houses(tmp_path / "houses.csv", n=300)
     cfg = make_params({"data": {"source": "houses.csv", "target": "price"}})
-    monkeypatch.setattr(prepare, "TABLE_CHUNK", 37)  # many chunks, the last one short
+    monkeypatch.setattr(table_scan, "CHUNK_ROWS", 37)  # many chunks, the last one short
     planned = prepare.plan(cfg, tmp_path)
     prepare.run(cfg, tmp_path / "out", root=tmp_path, planned=planned)
-    fitted, _ = tabular.fit_table(planned.raw.X.iloc[planned.parts["train"]], cfg.data)
+    whole = _whole_file_splits(tmp_path / "houses.csv", cfg, planned, "price")
     for split in prepare.SPLITS:
-        rows = planned.parts[split]
-        whole = tabular.transform(fitted, planned.raw.X.iloc[rows])  # the .npz's one call
         new = splits.load(tmp_path / "out" / split)
-        np.testing.assert_allclose(new["X"], whole, rtol=0, atol=1e-6)
-        np.testing.assert_array_equal(new["y"], planned.target.y[rows])
+        np.testing.assert_allclose(new["X"], whole[split], rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(new["y"], planned.target.y[planned.parts[split]])
+
+
+def test_chunks_that_read_a_column_as_other_types_are_read_again_as_the_whole_file(
+    make_params, tmp_path, monkeypatch
+):
+    """Chunk 1 reads `n` as integers and `code` as numbers; later chunks find a blank and a
+    word. A whole-file read makes them float and text; so must the streamed one."""
+    rows = [f"{i % 7},{i % 5},{i % 2}" for i in range(120)]
+    rows[80] = ",x,1"  # a blank in `n`, a word in `code`, both after the first chunk
+    (tmp_path / "t.csv").write_text("n,code,y\n" + "\n".join(rows) + "\n")
+    cfg = make_params({"data": {"source": "t.csv", "target": "y"}})
+    monkeypatch.setattr(table_scan, "CHUNK_ROWS", 50)
+    planned = prepare.plan(cfg, tmp_path)
+    assert planned.raw.X.dtypes == {"n": "float64", "code": "str"}
+    prepare.run(cfg, tmp_path / "out", root=tmp_path, planned=planned)
+    schema = json.loads((tmp_path / "out" / "schema.json").read_text())
+    assert schema["preprocessing"]["column_types"] == {"n": "double", "code": "string"}
+    assert set(schema["preprocessing"]["categorical"]["code"]) == {"0", "1", "2", "3", "4", "x"}
+    whole = _whole_file_splits(tmp_path / "t.csv", cfg, planned, "y")
+    for split in prepare.SPLITS:
+        np.testing.assert_allclose(splits.load(tmp_path / "out" / split)["X"], whole[split])
+
+
+def test_a_table_over_sample_rows_fits_on_a_seeded_sample_and_writes_every_row(
+    make_params, tmp_path, monkeypatch
+):
+    make_houses(tmp_path / "houses.csv", n=3000)
+    cfg = make_params({"data": {"source": "houses.csv", "target": "price", "sample_rows": 500}})
+    monkeypatch.setattr(table_scan, "CHUNK_ROWS", 256)
+    planned = prepare.plan(cfg, tmp_path)
+    sampled = planned.raw.X.sample_rows
+    assert len(sampled) == 500 and np.all(np.diff(sampled) > 0)  # in file order
+    monkeypatch.setattr(table_scan, "CHUNK_ROWS", 999)  # the same sample, however chunked
+    np.testing.assert_array_equal(prepare.plan(cfg, tmp_path).raw.X.sample_rows, sampled)
+    metrics = prepare.run(cfg, tmp_path / "out", root=tmp_path, planned=planned)
+    assert sum(metrics[f"rows_{s}"] for s in prepare.SPLITS) == 3000
+    schema = json.loads((tmp_path / "out" / "schema.json").read_text())
+    prep = schema["preprocessing"]
+    in_train = np.isin(sampled, planned.parts["train"]).sum()
+    assert prep["fit_rows"] == in_train < len(planned.parts["train"])
+    source = pd.read_csv(tmp_path / "houses.csv")
+    area = source["area"]
+    assert abs(prep["numeric"]["area"]["mean"] - area.mean()) < 0.1 * area.std()
+    features = source.drop(columns="price")
+    example = pd.DataFrame(prep["example"]["data"], columns=prep["example"]["columns"])
+    first = features.iloc[planned.parts["train"][:3]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(example, first, check_dtype=False)  # the served example
+    outside = np.setdiff1d(np.arange(3000), sampled)[[5, 0, 900]]  # rows read back from disk
+    pd.testing.assert_frame_equal(
+        planned.raw.X.take(outside), features.iloc[outside].reset_index(drop=True)
+    )
+    train = splits.load(tmp_path / "out" / "train")
+    assert len(train["X"]) == len(planned.parts["train"]) and np.isfinite(train["X"]).all()
 
 
 def test_rows_index_like_an_array_and_a_short_split_is_refused(tmp_path):

@@ -45,7 +45,10 @@ def normalize_columns(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str], lis
 
 def as_text(s: pd.Series) -> pd.Series:
     """A categorical column as the encoders saw it in training: str values, NaN missing."""
-    return s.astype(object).where(s.notna(), np.nan).map(_text)
+    text = s.astype(object).where(s.notna(), np.nan)
+    if pd.api.types.is_string_dtype(s) and not pd.api.types.is_object_dtype(s):
+        return text  # a str dtype holds only str values: nothing to convert, value by value
+    return text.map(_text)
 
 
 def _text(value: object) -> object:

@@ -9,6 +9,7 @@ tables, `preprocessor.skops` (the fitted sklearn transformer, in skops' pickle-f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -30,7 +31,6 @@ from stages.runtime.errors import DataError
 
 SECTIONS = ("seed", "data")
 SPLITS = ("train", "val", "test")
-TABLE_CHUNK = 100_000  # table rows transformed and written at a time
 EXAMPLE_ROWS = 3  # raw training rows kept in schema.json: the served model's input example
 log = logging.getLogger("reprolab.prepare")
 
@@ -111,28 +111,8 @@ def _write_splits(
     raw: RawData, target: Target, parts: dict[str, np.ndarray], cfg: config.Params, out: Path
 ) -> dict[str, Any]:
     if raw.modality == "table":
-        from stages.prepare import tabular
-
-        fitted, _ = tabular.fit_table(raw.X.iloc[parts["train"]], cfg.data)
-        for split in SPLITS:
-            rows = parts[split]
-            chunks = (
-                (tabular.transform(fitted, raw.X.iloc[idx]), target.y[idx])
-                for idx in _row_chunks(rows, TABLE_CHUNK)
-            )
-            _write_split(out / split, len(rows), chunks)
-        _save_transformer(fitted.transformer, out / "preprocessor.skops")
-        features, shape = fitted.feature_names, [len(fitted.feature_names)]
-        prep: dict[str, Any] = {
-            "kind": "table",
-            "columns": list(raw.X.columns),
-            "numeric_mask": fitted.numeric_mask,
-            **fitted.stats,
-            "impute": cfg.data.impute.model_dump(),
-            "encoding": cfg.data.categorical_encoding,
-            "scaling": cfg.data.scaling,
-            **_serving_table(raw, parts["train"], cfg),
-        }
+        prep, features = _write_table(raw, target, parts, cfg, out)
+        shape = [len(features)]
     else:
         X, prep = _array_preprocessing(raw, parts["train"])
         prep.update(_serving_arrays(raw, parts["train"], out))
@@ -168,6 +148,50 @@ def _write_splits(
     }
 
 
+def _write_table(
+    raw: RawData, target: Target, parts: dict[str, np.ndarray], cfg: config.Params, out: Path
+) -> tuple[dict[str, Any], list[str]]:
+    """Fit on the train rows of the table's sample, then transform and write the rows a
+    chunk at a time, each to its split (the table is never held whole)."""
+    from stages.prepare import tabular
+    from stages.prepare.sources.table_scan import table_rows
+
+    table = table_rows(raw.X)
+    fit_rows = np.isin(table.sample_rows, parts["train"])
+    fitted, _ = tabular.fit_table(table.sample.loc[fit_rows], cfg.data)
+    if int(fit_rows.sum()) < len(parts["train"]):
+        log.info(
+            "preprocessing fitted on a seeded sample of %d of %d train rows (data.sample_rows)",
+            int(fit_rows.sum()),
+            len(parts["train"]),
+        )
+    which = np.full(table.rows, -1, dtype=np.int8)
+    for k, split in enumerate(SPLITS):
+        which[parts[split]] = k
+    spec = {"X": ((len(fitted.feature_names),), np.float32), "y": ((), target.y.dtype)}
+    with contextlib.ExitStack() as stack:
+        writers = [stack.enter_context(splits.Writer(out / s, len(parts[s]), spec)) for s in SPLITS]
+        for start, frame in table.chunks():
+            X = tabular.transform(fitted, frame)
+            y, rows = target.y[start : start + len(frame)], which[start : start + len(frame)]
+            for k, writer in enumerate(writers):
+                mine = rows == k
+                writer.write(X=X[mine], y=y[mine])
+    _save_transformer(fitted.transformer, out / "preprocessor.skops")
+    prep: dict[str, Any] = {
+        "kind": "table",
+        "columns": table.columns,
+        "numeric_mask": fitted.numeric_mask,
+        **fitted.stats,
+        "impute": cfg.data.impute.model_dump(),
+        "encoding": cfg.data.categorical_encoding,
+        "scaling": cfg.data.scaling,
+        "fit_rows": int(fit_rows.sum()),
+        **_serving_table(raw, parts["train"], cfg),
+    }
+    return prep, fitted.feature_names
+
+
 def _row_chunks(rows: np.ndarray, step: int):
     for start in range(0, max(len(rows), 1), step):
         yield rows[start : start + step]
@@ -197,11 +221,13 @@ def _array_preprocessing(raw: RawData, train: np.ndarray) -> tuple[np.ndarray, d
 
 def _serving_table(raw: RawData, train: np.ndarray, cfg: config.Params) -> dict[str, Any]:
     """What the served model needs to take raw rows: columns, their types, an example."""
-    frame = raw.X
-    example = frame.iloc[train[:EXAMPLE_ROWS]]
+    from stages.prepare.sources.table_scan import table_rows
+
+    table = table_rows(raw.X)
+    example = table.take(train[:EXAMPLE_ROWS])
     return {
-        "column_types": {c: column_type(frame[c]) for c in frame.columns},
-        "source_columns": raw.source_columns or list(frame.columns),
+        "column_types": {c: column_type(table.sample[c]) for c in table.columns},
+        "source_columns": raw.source_columns or table.columns,
         "target": cfg.data.target,
         "column_kinds": dict(cfg.data.columns),
         "example": json.loads(example.to_json(orient="split", index=False, date_format="iso")),

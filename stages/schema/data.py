@@ -49,6 +49,9 @@ class DataParams(Section):
     max_classes: int = Field(1000, ge=2)
     encoding: str = "auto"
     max_bytes: int = Field(2_000_000_000, ge=1)
+    # tables: rows (at most) of the seeded sample that the preprocessing is fitted on and
+    # the column review reads; a table with fewer rows is read whole for both
+    sample_rows: int = Field(1_000_000, ge=100)
     # width x height of one image; larger files are refused by name (PIL's own default)
     max_image_pixels: int = Field(89_478_485, ge=1)
     # image folders: an unreadable, empty or truncated file stops prepare naming it before

@@ -25,4 +25,4 @@ def load_source(data: DataParams, root: Path, seed: int) -> RawData:
         return load_npz_source(path, data)
     from stages.prepare.sources.table import load_table
 
-    return load_table(path, data)
+    return load_table(path, data, seed)

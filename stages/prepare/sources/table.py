@@ -1,25 +1,27 @@
-"""CSV / Parquet tables: read safely, check the target, drop all-missing columns."""
+"""CSV / Parquet tables: read safely, check the target, drop all-missing columns.
+
+The table is read a chunk at a time and never held whole (stages.prepare.sources.
+table_scan): one pass finds the target, counts what the column review needs and keeps a
+seeded sample of at most `data.sample_rows` rows; prepare then streams the rows again to
+transform and write them. Every refusal happens in that first pass, before any output.
+"""
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from stages.prepare.sources import columns
+from stages.prepare.sources import columns, table_read, table_scan
 from stages.prepare.sources.raw import RawData, fingerprint_files
+from stages.prepare.sources.table_scan import Scan, TableRows, scan
 from stages.runtime.errors import DataError
 from stages.schema.data import DataParams
 
 log = logging.getLogger("reprolab.sources")
 
-FALLBACK_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
 
-
-def load_table(path: Path, data: DataParams) -> RawData:
+def load_table(path: Path, data: DataParams, seed: int) -> RawData:
+    """Scan the table a chunk at a time; the rows stay on disk (`RawData.X`: TableRows)."""
     size = path.stat().st_size
     if size > data.max_bytes:
         raise DataError(
@@ -28,118 +30,108 @@ def load_table(path: Path, data: DataParams) -> RawData:
         )
     if size == 0:
         raise DataError(f"{path}: file is empty (0 bytes); expected a header row and data rows")
-    frame, notes = (
-        _read_parquet(path)
-        if path.suffix.lower() in (".parquet", ".pq")
-        else _read_csv(path, data.encoding)
-    )
-    if frame.empty or len(frame) == 0:
-        raise DataError(f"{path}: has a header ({len(frame.columns)} columns) but no data rows")
-    frame.columns = [str(c) for c in frame.columns]
-    target = _check_target(path, frame, data.target)
-    y = frame.pop(target)
-    source_columns = list(frame.columns)
-    missing_y = y.isna().to_numpy()
-    if missing_y.all():
+    encoding, notes = _decide_encoding(path, data)
+    found = _scan(path, data, seed, encoding)
+    dtypes = table_read.unify(found.kinds) or None
+    if dtypes:  # chunks read a column as different types: read again with one type each
+        found = _scan(path, data, seed, encoding, dtypes)
+    if found.file_rows == 0:
+        raise DataError(f"{path}: has a header ({len(found.columns)} columns) but no data rows")
+    table_read.refuse_truncated_last_row(path, encoding, len(found.columns))
+    target = _check_target(path, found.columns, data.target)
+    source_columns = [c for c in found.columns if c != target]
+    if len(found.y) == 0:
         raise DataError(
-            f"{path}: target column {target!r} is empty (all {len(y)} values "
+            f"{path}: target column {target!r} is empty (all {found.file_rows} values "
             "missing); expected labels or numbers"
         )
-    if missing_y.any():
-        rows = np.flatnonzero(missing_y)[:5] + 2
+    if found.missing_target:
         notes.append(
-            f"dropped {int(missing_y.sum())} row(s) with a missing target "
-            f"(file lines {rows.tolist()}...)"
+            f"dropped {found.missing_target} row(s) with a missing target "
+            f"(file lines {found.missing_lines}...)"
         )
-        frame, y = (
-            frame.loc[~missing_y].reset_index(drop=True),
-            y[~missing_y].reset_index(drop=True),
-        )
-    empty_cols = [c for c in frame.columns if frame[c].isna().all()]
+    empty_cols = [c for c, scan in found.scans.items() if scan.notna == 0]
     if empty_cols:
         notes.append(f"dropped column(s) with no values at all: {empty_cols}")
-        frame = frame.drop(columns=empty_cols)
-    if frame.shape[1] == 0:
+    if len(empty_cols) == len(source_columns):
         raise DataError(f"{path}: no feature columns left besides target {target!r}")
-    frame, decided = columns.review(path, frame, data.columns)
+    present = {c: scan for c, scan in found.scans.items() if scan.notna}
+    decisions, decided = columns.review(path, present, found.sample, data.columns)
     notes += decided
-    _refuse_infinite(path, frame)
+    columns.refuse_infinite(path, present, decisions)
+    decisions = {c: decisions.get(c, "drop") for c in source_columns}
     for note in notes:
         log.warning("%s: %s", path.name, note)
+    rows = TableRows(
+        path=path,
+        encoding=encoding,
+        dtypes=dtypes,
+        target=target,
+        decisions=decisions,
+        sample=columns.apply(found.sample, decisions),
+        sample_rows=found.sample_rows,
+        rows=len(found.y),
+        chunk_rows=table_scan.CHUNK_ROWS,
+    )
     return RawData(
         name=path.stem,
         modality="table",
-        X=frame,
-        y=y.to_numpy(),
+        X=rows,
+        y=found.y,
         fingerprint=fingerprint_files([path], path.parent),
         notes=notes,
         source_columns=source_columns,
     )
 
 
-def _read_csv(path: Path, encoding: str) -> tuple[pd.DataFrame, list[str]]:
-    notes: list[str] = []
-    candidates = FALLBACK_ENCODINGS if encoding == "auto" else (encoding,)
+def _scan(path: Path, data: DataParams, seed: int, encoding: str, dtypes=None) -> Scan:
+    return scan(
+        path,
+        encoding,
+        lambda names: _check_target(path, names, data.target),
+        data.sample_rows,
+        seed,
+        dtypes,
+        chunk_rows=table_scan.CHUNK_ROWS,
+    )
+
+
+def _decide_encoding(path: Path, data: DataParams) -> tuple[str, list[str]]:
+    """The first of `data.encoding` (or the fallbacks) that decodes the whole file."""
+    if table_read.is_parquet(path):
+        return "utf-8", []
+    candidates = table_read.encodings(data.encoding)
     last: Exception | None = None
     for enc in candidates:
         try:
-            frame = pd.read_csv(path, encoding=enc, on_bad_lines="error")
+            _decodes(path, enc)
         except UnicodeDecodeError as exc:
             last = exc
             continue
         except LookupError:
-            raise DataError(f"{path}: unknown encoding data.encoding = {encoding!r}") from None
-        except pd.errors.EmptyDataError:
-            raise DataError(f"{path}: no columns found; expected a header row") from None
-        except pd.errors.ParserError as exc:
-            raise DataError(f"{path}: malformed CSV: {exc}") from None
-        if enc not in ("utf-8-sig", encoding):
+            raise DataError(f"{path}: unknown encoding data.encoding = {data.encoding!r}") from None
+        notes = []
+        if enc not in ("utf-8-sig", data.encoding):
             notes.append(f"not valid UTF-8; decoded as {enc} (set data.encoding to override)")
-        _refuse_truncated_last_row(path, enc, len(frame.columns))
-        return frame, notes
+        return enc, notes
     raise DataError(
         f"{path}: cannot decode as {', '.join(candidates)}: {last}; "
         "set data.encoding to the file's encoding"
     )
 
 
-def _refuse_truncated_last_row(path: Path, encoding: str, n_cols: int) -> None:
-    if _byte_newlines(encoding):
-        with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            end = fh.tell()
-            fh.seek(max(0, end - 65536))
-            tail = fh.read()
-        if tail.endswith((b"\n", b"\r")):
-            return
-        last_line = tail.splitlines()[-1].decode(encoding, errors="replace") if tail else ""
-    else:  # UTF-16/32 and BOM encodings: whole-text decode (the table is in memory anyway)
-        text = path.read_text(encoding=encoding, errors="replace")
-        if not text or text.endswith(("\n", "\r")):
-            return
-        last_line = text.splitlines()[-1]
-    fields = next(csv.reader([last_line]), [])
-    if 0 < len(fields) < n_cols:
-        raise DataError(
-            f"{path}: last row looks truncated ({len(fields)} of {n_cols} fields "
-            f"and no final newline, decoded as {encoding}); the file may be cut off"
-        )
+def _decodes(path: Path, encoding: str) -> None:
+    """Decode the file a block at a time (raises UnicodeDecodeError where it is not)."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder(encoding)()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 24), b""):
+            decoder.decode(block)
+        decoder.decode(b"", final=True)
 
 
-def _byte_newlines(encoding: str) -> bool:
-    """True when the encoding writes text's newline as the single byte 0x0A (ASCII-like)."""
-    return "a\n".encode(encoding) == b"a\n"
-
-
-def _read_parquet(path: Path) -> tuple[pd.DataFrame, list[str]]:
-    try:
-        return pd.read_parquet(path), []
-    except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
-        raise DataError(f"{path}: cannot read as Parquet: {type(exc).__name__}: {exc}") from None
-
-
-def _check_target(path: Path, frame: pd.DataFrame, target: str | None) -> str:
-    cols = list(frame.columns)
+def _check_target(path: Path, cols: list[str], target: str | None) -> str:
     if target is None:
         raise DataError(f"{path}: data.target is required for a table; columns are {cols}")
     if target not in cols:
@@ -149,16 +141,3 @@ def _check_target(path: Path, frame: pd.DataFrame, target: str | None) -> str:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise DataError(f"{path}: data.target = {target!r} is not a column{hint} (columns: {cols})")
     return target
-
-
-def _refuse_infinite(path: Path, frame: pd.DataFrame) -> None:
-    numeric = frame.select_dtypes(include="number")
-    if numeric.empty:
-        return
-    bad = np.isinf(numeric.to_numpy(dtype=np.float64, na_value=np.nan))
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise DataError(
-            f"{path}: infinite value in column {numeric.columns[col]!r} at data row "
-            f"{row + 1} (file line {row + 2}); expected finite numbers or blanks"
-        )
