@@ -6,8 +6,8 @@ one-hot encoded, 4 quantile classes of a Friedman-style target), `table_reg` 54,
 val rows (the same columns, the target itself), and `digits`
 (sklearn's 1,797, a seeded stratified 85/15 split, pixels scaled as the prepare stage does).
 "old" = the hyperparameters before issue #19 (`baselines.n_threads: 1`, no row caps); "new"
-= params.yaml through the stage's own `fit` and row caps. Each fit runs in a child process,
-stopped after `--timeout` s. Prints a Markdown table; `--json` keeps the rows.
+= params.yaml through the stage's own `fit`, row caps and `max_model_mb`. Each fit runs in a
+child process, stopped after `--timeout` s. Prints a Markdown table; `--json` keeps the rows.
 
     python benchmarks/baselines_scaling.py [--sets images table_reg] [--settings old new]
 """
@@ -15,6 +15,7 @@ stopped after `--timeout` s. Prints a Markdown table; `--json` keeps the rows.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing as mp
 import sys
@@ -28,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from stages import config  # noqa: E402
-from stages.baselines import rows  # noqa: E402
+from stages.baselines import rows, size_budget  # noqa: E402
 from stages.baselines import stage as baselines  # noqa: E402
 from stages.evaluate.bootstrap import confidence_interval  # noqa: E402
 from stages.schema.baselines import DEFAULT_MODELS, ESTIMATORS, make_estimator  # noqa: E402
@@ -121,8 +122,10 @@ def _one(setting, name, task, data, cfg, queue) -> None:
         if n is not None and n < len(ytr):
             keep = rows.sample(ytr, n, task, cfg.seed)
             Xtr, ytr = Xtr[keep], ytr[keep]
+    budget = cfg.baselines.max_model_mb if setting == "new" else None
     start = time.perf_counter()
-    model = baselines.fit(est, Xtr, ytr, n_threads)
+    fit = functools.partial(baselines.fit, n_threads=n_threads)
+    model, _ = size_budget.grow_within(est, Xtr, ytr, budget, fit, name)  # as the stage fits
     fit_s = time.perf_counter() - start
     pred = model.predict(Xva)
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -259,3 +260,77 @@ def test_row_caps_are_checked(make_params):
         make_params({"baselines": {"model_max_rows": {"svc": 100}}})
     with pytest.raises(ConfigError, match="max_rows"):
         make_params({"baselines": {"max_rows": 0}})
+
+
+def _noisy(n: int = 3000, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 5)).astype(np.float32)
+    return X, X[:, 0] * 2 + np.sin(3 * X[:, 1]) + rng.normal(0, 0.5, n)
+
+
+def _file_mb(model, tmp_path) -> float:
+    path = tmp_path / "m.skops"
+    skops_files.save_model(model, path)
+    return path.stat().st_size / 2**20
+
+
+def test_a_forest_over_max_model_mb_is_grown_to_fit_and_says_so(tmp_path):
+    from sklearn.ensemble import RandomForestRegressor
+
+    from stages.baselines import size_budget
+
+    X, y = _noisy()
+    fit = lambda est, X, y: baselines.fit(est, X, y, 1)  # noqa: E731
+    full, note = size_budget.grow_within(
+        RandomForestRegressor(20, random_state=0), X, y, 100.0, fit, "random_forest"
+    )
+    assert note is None and full.get_params()["max_leaf_nodes"] is None  # within: as configured
+    grown_mb = _file_mb(full, tmp_path)
+    assert grown_mb > 2.0  # ~one leaf per distinct bootstrap row
+    small, note = size_budget.grow_within(
+        RandomForestRegressor(20, random_state=0), X, y, 1.0, fit, "random_forest"
+    )
+    assert note and "baselines.max_model_mb = 1 " in note
+    projected = float(re.search(r"store ~([\d.,]+) MB", note).group(1))
+    assert abs(projected - grown_mb) < 0.1 * grown_mb  # one tree predicts the forest's file
+    leaves = small.get_params()["max_leaf_nodes"]
+    assert all(t.get_n_leaves() <= leaves for t in small.estimators_)
+    assert _file_mb(small, tmp_path) <= 1.0
+    assert small.score(X, y) > 0.8  # still a forest that fits the signal
+    same = RandomForestRegressor(20, random_state=0).fit(X, y)  # within: the plain fit
+    np.testing.assert_array_equal(full.predict(X), same.predict(X))
+
+
+def test_a_forest_over_budget_keeps_fewer_fully_grown_trees_first(tmp_path):
+    from sklearn.ensemble import RandomForestRegressor
+
+    from stages.baselines import size_budget
+
+    X, y = _noisy()
+    fit = lambda est, X, y: baselines.fit(est, X, y, 1)  # noqa: E731
+    one = RandomForestRegressor(1, random_state=0).fit(X, y)
+    per_tree_mb = size_budget.tree_bytes(one.estimators_[0].tree_.node_count, 1) / 2**20
+    budget = 55 * per_tree_mb  # room for 52 of the 60 trees, fully grown
+    est = RandomForestRegressor(60, random_state=0)
+    forest, note = size_budget.grow_within(est, X, y, budget, fit, "random_forest")
+    assert size_budget.MIN_TREES <= len(forest.estimators_) < 60
+    assert forest.get_params()["max_leaf_nodes"] is None and "fully grown trees" in note
+    assert _file_mb(forest, tmp_path) <= budget
+
+
+def test_a_single_tree_over_budget_is_refit_and_user_limits_are_left_alone():
+    from sklearn.tree import DecisionTreeRegressor
+
+    from stages.baselines import size_budget
+
+    X, y = _noisy()
+    fit = lambda est, X, y: est.fit(X, y)  # noqa: E731
+    tree, note = size_budget.grow_within(
+        DecisionTreeRegressor(random_state=0), X, y, 0.05, fit, "t"
+    )
+    assert note and size_budget.tree_bytes(tree.tree_.node_count, 1) <= 0.05 * 2**20
+    deep = DecisionTreeRegressor(max_depth=30, random_state=0)
+    tree, note = size_budget.grow_within(deep, X, y, 0.05, fit, "t")  # the user's bound
+    assert note is None and tree.get_params()["max_leaf_nodes"] is None
+    tree, note = size_budget.grow_within(DecisionTreeRegressor(), X, y, None, fit, "t")
+    assert note is None  # max_model_mb: null = fully grown

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from stages import config
-from stages.baselines import rows
+from stages.baselines import rows, size_budget
 from stages.baselines.tracking import jsonable
 from stages.common import fit_rows, io, splits
 from stages.common.scores import default_headline, score
@@ -102,14 +103,19 @@ def run(cfg: config.Params, paths: Paths, log_model: ModelLogger | None = None) 
             est = make_estimator(name, task, hp, seed=cfg.seed)
             X, y = _capped(train, name, task, cfg)
             start = time.perf_counter()
-            model = fit(est, X, y, n_threads)
+            model, note = size_budget.grow_within(
+                est, X, y, cfg.baselines.max_model_mb, partial(fit, n_threads=n_threads), name
+            )
             fit_s = time.perf_counter() - start
+            if note:
+                log.info(note)
             with threadpool_limits(n_threads):
                 result = _val_metrics(task, model, val, schema)
             result["fit_seconds"] = round(fit_s, 3)
             result["fit_rows"] = len(y)
             pipe = _pipeline(head, model)
             types = save_model(pipe, tmp / f"{name}.skops")
+            file_mb = (tmp / f"{name}.skops").stat().st_size / 2**20
             values, kind = _importance_values(model, val, cfg, n_threads)
             if values is not None:
                 _importances(name, values, kind, schema, imp, cfg.baselines.importance_top)
@@ -119,13 +125,14 @@ def run(cfg: config.Params, paths: Paths, log_model: ModelLogger | None = None) 
                 "file": f"{name}.skops",
                 "estimator": type(model).__name__,
                 "fit_rows": len(y),
+                "file_mb": round(file_mb, 3),
                 "hyperparams": jsonable(model.get_params(deep=False)),
                 "mlflow_run_id": run_id,
             }
             metric = default_headline(task)
             log.info(
-                "[%d/%d] model=%s val_%s=%.4f fit_s=%.2f",
-                i, len(names), name, metric, result[metric] or float("nan"), fit_s,
+                "[%d/%d] model=%s val_%s=%.4f fit_s=%.2f file_mb=%.1f",
+                i, len(names), name, metric, result[metric] or float("nan"), fit_s, file_mb,
             )  # fmt: skip
         io.write_json(tmp / "index.json", index)
     io.write_json(metrics_path, results)

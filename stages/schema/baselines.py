@@ -16,7 +16,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from stages.schema.base import Section
 
-# name -> {task: (module, class, fixed constructor args)}
+# name -> {task: (module, class, constructor args: fixed, or this task's default)}
 ESTIMATORS: dict[str, dict[str, tuple[str, str, dict[str, Any]]]] = {
     "decision_tree_gini": {
         "classification": ("sklearn.tree", "DecisionTreeClassifier", {"criterion": "gini"})
@@ -25,9 +25,11 @@ ESTIMATORS: dict[str, dict[str, tuple[str, str, dict[str, Any]]]] = {
         "classification": ("sklearn.tree", "DecisionTreeClassifier", {"criterion": "entropy"})
     },
     "decision_tree": {"regression": ("sklearn.tree", "DecisionTreeRegressor", {})},
-    "random_forest": {
+    "random_forest": {  # features per split: sklearn's sqrt for classification; half for
+        # regression (sklearn's 1.0 is as good on the 54k-row table and fits 2x slower, sqrt
+        # lost 0.05 R2; RESULTS.md). `hyperparams.random_forest.max_features` sets both.
         "classification": ("sklearn.ensemble", "RandomForestClassifier", {}),
-        "regression": ("sklearn.ensemble", "RandomForestRegressor", {}),
+        "regression": ("sklearn.ensemble", "RandomForestRegressor", {"max_features": 0.5}),
     },
     "hist_gradient_boosting": {
         "classification": ("sklearn.ensemble", "HistGradientBoostingClassifier", {}),
@@ -107,6 +109,12 @@ class BaselinesParams(Section):
     model_max_rows: dict[str, int] = Field(
         default_factory=lambda: {"svc_rbf": 10_000},
         description="a lower row cap per model (kernel SVMs scale with rows squared)",
+    )
+    max_model_mb: float | None = Field(
+        50.0,
+        gt=0,
+        description="tree models (forests, single trees) grown within this file size; "
+        "None = fully grown",
     )
     importance_top: int = Field(20, ge=1, le=1000, description="features shown in the plot")
     permutation_repeats: int = Field(
