@@ -109,7 +109,7 @@ SETS = {
 }
 
 
-def _one(setting, name, task, data, cfg, queue) -> None:
+def _one(setting, name, task, data, cfg, modality, queue) -> None:
     import skops.io as sio
 
     Xtr, ytr, Xva, yva = data
@@ -117,7 +117,8 @@ def _one(setting, name, task, data, cfg, queue) -> None:
         est, n_threads = make_estimator(name, task, OLD.get(name, {}), seed=cfg.seed), 1
     else:
         hp = cfg.baselines.hyperparams.get(name, {})
-        est, n_threads = make_estimator(name, task, hp, seed=cfg.seed), rows.threads(None)
+        est = make_estimator(name, task, hp, seed=cfg.seed, modality=modality)
+        n_threads = rows.threads(None)
         n = rows.cap(cfg.baselines, name)
         if n is not None and n < len(ytr):
             keep = rows.sample(ytr, n, task, cfg.seed)
@@ -134,10 +135,10 @@ def _one(setting, name, task, data, cfg, queue) -> None:
     queue.put({"fit_s": fit_s, "pred": pred, "rows": len(ytr), "mb": size / 2**20})
 
 
-def measure(setting, name, task, data, cfg, timeout) -> dict:
+def measure(setting, name, task, data, cfg, timeout, modality) -> dict:
     ctx = mp.get_context("fork")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_one, args=(setting, name, task, data, cfg, queue))
+    proc = ctx.Process(target=_one, args=(setting, name, task, data, cfg, modality, queue))
     proc.start()
     try:
         out = queue.get(timeout=timeout)
@@ -180,7 +181,10 @@ def main() -> None:
         for name in args.models:
             if task not in ESTIMATORS[name]:
                 continue
-            res = {s: measure(s, name, task, data, cfg, args.timeout) for s in args.settings}
+            modality = "table" if set_name.startswith("table") else "image"  # as prepare says
+            res = {
+                s: measure(s, name, task, data, cfg, args.timeout, modality) for s in args.settings
+            }
             table_rows.append({"set": set_name, "model": name, **res})
             old, new = res.get("old"), res.get("new")
             ci = "" if not old or old["ci"] is None else " [{:.3f}, {:.3f}]".format(*old["ci"])

@@ -334,3 +334,14 @@ def test_a_single_tree_over_budget_is_refit_and_user_limits_are_left_alone():
     assert note is None and tree.get_params()["max_leaf_nodes"] is None
     tree, note = size_budget.grow_within(DecisionTreeRegressor(), X, y, None, fit, "t")
     assert note is None  # max_model_mb: null = fully grown
+
+
+def test_forest_features_per_split_follow_the_data_unless_set():
+    from stages.schema.baselines import make_estimator
+
+    for task in ("classification", "regression"):
+        table = make_estimator("random_forest", task, {}, modality="table")
+        image = make_estimator("random_forest", task, {}, modality="image")
+        mine = make_estimator("random_forest", task, {"max_features": 0.2}, modality="table")
+        assert table.max_features == 0.5 and image.max_features == "sqrt"
+        assert mine.max_features == 0.2  # params.yaml's hyperparams win

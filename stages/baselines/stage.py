@@ -100,7 +100,7 @@ def run(cfg: config.Params, paths: Paths, log_model: ModelLogger | None = None) 
     with io.atomic_dir(out_dir) as tmp, io.atomic_dir(importance_dir) as imp:
         for i, name in enumerate(names, 1):
             hp = cfg.baselines.hyperparams.get(name, {})
-            est = make_estimator(name, task, hp, seed=cfg.seed)
+            est = make_estimator(name, task, hp, seed=cfg.seed, modality=schema["modality"])
             X, y = _capped(train, name, task, cfg)
             start = time.perf_counter()
             model, note = size_budget.grow_within(

@@ -16,7 +16,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from stages.schema.base import Section
 
-# name -> {task: (module, class, constructor args: fixed, or this task's default)}
+# name -> {task: (module, class, fixed constructor args)}
 ESTIMATORS: dict[str, dict[str, tuple[str, str, dict[str, Any]]]] = {
     "decision_tree_gini": {
         "classification": ("sklearn.tree", "DecisionTreeClassifier", {"criterion": "gini"})
@@ -25,11 +25,9 @@ ESTIMATORS: dict[str, dict[str, tuple[str, str, dict[str, Any]]]] = {
         "classification": ("sklearn.tree", "DecisionTreeClassifier", {"criterion": "entropy"})
     },
     "decision_tree": {"regression": ("sklearn.tree", "DecisionTreeRegressor", {})},
-    "random_forest": {  # features per split: sklearn's sqrt for classification; half for
-        # regression (sklearn's 1.0 is as good on the 54k-row table and fits 2x slower, sqrt
-        # lost 0.05 R2; RESULTS.md). `hyperparams.random_forest.max_features` sets both.
-        "classification": ("sklearn.ensemble", "RandomForestClassifier", {}),
-        "regression": ("sklearn.ensemble", "RandomForestRegressor", {"max_features": 0.5}),
+    "random_forest": {  # features per split: see MODALITY_DEFAULTS
+        "classification": ("sklearn.ensemble", "RandomForestClassifier", {"max_features": "sqrt"}),
+        "regression": ("sklearn.ensemble", "RandomForestRegressor", {"max_features": "sqrt"}),
     },
     "hist_gradient_boosting": {
         "classification": ("sklearn.ensemble", "HistGradientBoostingClassifier", {}),
@@ -69,6 +67,13 @@ ESTIMATORS: dict[str, dict[str, tuple[str, str, dict[str, Any]]]] = {
         "regression": ("sklearn.ensemble", "GradientBoostingRegressor", {}),
     },
 }
+# defaults that depend on the kind of data, under `baselines.hyperparams`: a forest splits on
+# half of a table's columns (the one-hot columns of a few categoricals make sqrt of them too
+# few: on 50k-row tables 0.5 gave 0.600 accuracy / 0.707 R2 against sqrt's 0.549 / 0.644)
+# and on sqrt of an image's pixels (half of 784 pixels makes the forest several times slower)
+MODALITY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "table": {"random_forest": {"max_features": 0.5}},
+}
 OPT_IN = ("linear_svm", "adaboost", "gradient_boosting")
 DEFAULT_MODELS = tuple(n for n in ESTIMATORS if n not in OPT_IN)
 # models with impurity-based feature_importances_ (their importance plots)
@@ -82,13 +87,21 @@ TREE_MODELS = (
 )
 
 
-def make_estimator(name: str, task: str, hyperparams: dict[str, Any], seed: int | None = None):
-    """A fresh, unfitted estimator for `name` and `task` (None if it has no such variant)."""
+def make_estimator(
+    name: str,
+    task: str,
+    hyperparams: dict[str, Any],
+    seed: int | None = None,
+    modality: str | None = None,
+):
+    """A fresh, unfitted estimator for `name` and `task` (None if it has no such variant):
+    its fixed arguments, then the defaults for the data's `modality`, then `hyperparams`."""
     variant = ESTIMATORS[name].get(task)
     if variant is None:
         return None
     module, cls, fixed = variant
-    est = getattr(importlib.import_module(module), cls)(**fixed)
+    defaults = MODALITY_DEFAULTS.get(modality or "", {}).get(name, {})
+    est = getattr(importlib.import_module(module), cls)(**{**fixed, **defaults})
     if seed is not None and "random_state" in est.get_params():
         est.set_params(random_state=seed)
     return est.set_params(**hyperparams)
