@@ -336,7 +336,7 @@ def test_a_single_tree_over_budget_is_refit_and_user_limits_are_left_alone():
     assert note is None  # max_model_mb: null = fully grown
 
 
-def test_forest_features_per_split_follow_the_data_unless_set():
+def test_tree_model_defaults_follow_the_data_unless_set():
     from stages.schema.baselines import make_estimator
 
     for task in ("classification", "regression"):
@@ -345,3 +345,7 @@ def test_forest_features_per_split_follow_the_data_unless_set():
         mine = make_estimator("random_forest", task, {"max_features": 0.2}, modality="table")
         assert table.max_features == 0.5 and image.max_features == "sqrt"
         assert mine.max_features == 0.2  # params.yaml's hyperparams win
+    image = make_estimator("hist_gradient_boosting", "classification", {}, modality="image")
+    table = make_estimator("hist_gradient_boosting", "classification", {}, modality="table")
+    assert (image.max_features, image.learning_rate, image.max_iter) == (0.3, 0.2, 50)
+    assert (table.max_features, table.learning_rate, table.max_iter) == (1.0, 0.1, 100)

@@ -70,9 +70,16 @@ ESTIMATORS: dict[str, dict[str, tuple[str, str, dict[str, Any]]]] = {
 # defaults that depend on the kind of data, under `baselines.hyperparams`: a forest splits on
 # half of a table's columns (the one-hot columns of a few categoricals make sqrt of them too
 # few: on 50k-row tables 0.5 gave 0.600 accuracy / 0.707 R2 against sqrt's 0.549 / 0.644)
-# and on sqrt of an image's pixels (half of 784 pixels makes the forest several times slower)
+# and on sqrt of an image's pixels (half of 784 pixels makes the forest several times slower).
+# Boosting on images looks at 30% of the pixels per split and takes 50 steps at twice the
+# rate: 5k 28x28 images in 14-15 s instead of 38 s, 0.954 accuracy against 0.953
+# [0.939, 0.965]. (Early stopping would be faster still, but its stratified hold-out
+# fails on small folders; tables stop early above 10k rows already: sklearn's "auto".)
 MODALITY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "table": {"random_forest": {"max_features": 0.5}},
+    "image": {
+        "hist_gradient_boosting": {"max_features": 0.3, "learning_rate": 0.2, "max_iter": 50}
+    },
 }
 OPT_IN = ("linear_svm", "adaboost", "gradient_boosting")
 DEFAULT_MODELS = tuple(n for n in ESTIMATORS if n not in OPT_IN)
