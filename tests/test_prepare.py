@@ -369,3 +369,16 @@ def test_an_infinite_value_late_in_a_table_is_refused_by_its_file_line(
     words = _write(tmp_path, "w.csv", "a,y\n" + "\n".join(["x,p", "1,q"] * 20 + ["-inf,p"]))
     cfg = {"source": words, "target": "y", "columns": {"a": "numeric"}}  # read as numbers
     _refused(make_params, tmp_path, cfg, "column 'a'", "line 42")
+
+
+def test_a_table_edited_between_the_two_reads_is_refused_by_name(make_params, tmp_path):
+    make_houses(tmp_path / "h.csv", n=200)
+    cfg = make_params({"data": {"source": "h.csv", "target": "price"}})
+    planned = prepare.plan(cfg, tmp_path)
+    for edit in ("grown", "shrunk"):
+        lines = (tmp_path / "h.csv").read_text().splitlines(keepends=True)
+        lines = lines + lines[1:40] if edit == "grown" else lines[:150]
+        (tmp_path / "h.csv").write_text("".join(lines))
+        with pytest.raises(DataError, match="h.csv: changed while prepare read it"):
+            prepare.run(cfg, tmp_path / "out", root=tmp_path, planned=planned)
+        assert not (tmp_path / "out").exists()  # nothing half-written

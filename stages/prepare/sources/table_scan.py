@@ -20,6 +20,7 @@ import pandas as pd
 
 from stages.prepare.sources import columns as review
 from stages.prepare.sources import table_read
+from stages.runtime.errors import DataError
 
 CHUNK_ROWS = 100_000  # rows read, reviewed and transformed at a time
 
@@ -63,12 +64,20 @@ class TableRows:
 
     def chunks(self) -> Iterator[tuple[int, pd.DataFrame]]:
         """(position of the first row, reviewed feature rows) for every chunk."""
-        start = 0
+        start, more = 0, False
         for chunk in table_read.chunks(self.path, self.encoding, self.chunk_rows, self.dtypes):
             kept = chunk.loc[chunk[self.target].notna()]
             frame = review.apply(kept, self.decisions).reset_index(drop=True)
+            if start + len(frame) > self.rows:
+                more = True
+                break
             yield start, frame
             start += len(frame)
+        if more or start != self.rows:  # the file was edited since the scan
+            raise DataError(
+                f"{self.path}: changed while prepare read it ({self.rows:,} rows with a "
+                "target when first read, a different count now); run prepare again"
+            )
 
     def take(self, positions: np.ndarray) -> pd.DataFrame:
         """A few rows by position (from the sample when it holds them)."""
