@@ -18,21 +18,24 @@ size (`max_leaf_nodes`, `max_depth`) are the user's call and left alone.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import numpy as np
 
-log = logging.getLogger("reprolab.baselines")
 NODE_BYTES = 64  # sklearn.tree._tree NODE_DTYPE itemsize
 TREE_OVERHEAD = 16 << 10  # per tree in a skops file: its entry in schema.json, .npy headers
 SIZE_SETTINGS = ("max_leaf_nodes", "max_depth")  # set by the user: the budget stays out
 MIN_TREES = 50  # a forest over budget keeps at least this many trees (if it had them)
 
 
+def node_bytes(n_classes: int) -> int:
+    """Bytes one tree node stores: its record and its value (8 per class, 1 for regression)."""
+    return NODE_BYTES + 8 * max(1, n_classes)
+
+
 def tree_bytes(node_count: int, n_classes: int) -> int:
     """Bytes a fitted tree of `node_count` nodes stores (as skops writes its arrays)."""
-    return TREE_OVERHEAD + node_count * (NODE_BYTES + 8 * max(1, n_classes))
+    return TREE_OVERHEAD + node_count * node_bytes(n_classes)
 
 
 def grow_within(est: Any, X: np.ndarray, y: np.ndarray, budget_mb: float | None, fit, name: str):
@@ -64,8 +67,7 @@ def grow_within(est: Any, X: np.ndarray, y: np.ndarray, budget_mb: float | None,
     changes = {"n_estimators": kept} if kept < trees else {}
     what = f"{kept} fully grown trees"
     if kept * per_tree > room:
-        per_node = NODE_BYTES + 8 * max(1, n_classes)
-        leaves = max(2, int(((room / kept - TREE_OVERHEAD) / per_node + 1) // 2))
+        leaves = max(2, int(((room / kept - TREE_OVERHEAD) / node_bytes(n_classes) + 1) // 2))
         changes["max_leaf_nodes"] = leaves
         what = f"{kept} tree(s) of at most {leaves:,} leaves"
     note = (

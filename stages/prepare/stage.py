@@ -187,7 +187,7 @@ def _write_table(
         "encoding": cfg.data.categorical_encoding,
         "scaling": cfg.data.scaling,
         "fit_rows": int(fit_rows.sum()),
-        **_serving_table(raw, parts["train"], cfg),
+        **_serving_table(raw, table, parts["train"], cfg),
     }
     return prep, fitted.feature_names
 
@@ -219,11 +219,8 @@ def _array_preprocessing(raw: RawData, train: np.ndarray) -> tuple[np.ndarray, d
     raise AssertionError(f"unexpected modality {raw.modality}")
 
 
-def _serving_table(raw: RawData, train: np.ndarray, cfg: config.Params) -> dict[str, Any]:
+def _serving_table(raw: RawData, table, train: np.ndarray, cfg: config.Params) -> dict[str, Any]:
     """What the served model needs to take raw rows: columns, their types, an example."""
-    from stages.prepare.sources.table_scan import table_rows
-
-    table = table_rows(raw.X)
     example = table.take(train[:EXAMPLE_ROWS])
     return {
         "column_types": {c: column_type(table.sample[c]) for c in table.columns},
