@@ -23,8 +23,11 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 		-c requirements/constraints.txt -e '.[dev]'
 	@touch $@
 
+# the stages fork from one interpreter that imported torch, Lightning, MLflow and sklearn
+# once (stages/runtime/warm.py); `make repro WARM=0` runs each stage as a fresh process
+WARM ?= 1
 repro: $(STAMP)
-	$(BIN)/dvc repro
+	REPROLAB_WARM=$(WARM) $(BIN)/python -m stages.runtime.warm -- $(BIN)/dvc repro
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(XDIST) --durations=25 $(PYTEST_ARGS)

@@ -63,16 +63,25 @@ class _NoOwnConsole(logging.Logger):
 
 
 def _without_own_console(name: str) -> None:
-    """Records of logger `name` reach the root's handler only: a bare stderr handler added
-    on import is refused (not imported yet) or removed (imported already)."""
+    """Records of logger `name` and its children reach the root's handler only: a bare
+    stderr handler added on import is refused (not imported yet) or removed, and the
+    record propagates again (imported already: Lightning's `pytorch` and `fabric` loggers
+    take a handler and stop propagating when the root had none, as in the warm interpreter
+    of `stages.runtime.warm` or a notebook)."""
     previous = logging.getLoggerClass()
     logging.setLoggerClass(_NoOwnConsole)
     try:
-        logger = logging.getLogger(name)
+        logging.getLogger(name)
     finally:
         logging.setLoggerClass(previous)
-    for own in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
-        logger.removeHandler(own)
+    loggers = logging.Logger.manager.loggerDict
+    for child in [n for n in loggers if n == name or n.startswith(f"{name}.")]:
+        logger = loggers[child]
+        own = [h for h in getattr(logger, "handlers", ()) if type(h) is logging.StreamHandler]
+        for handler in own:
+            logger.removeHandler(handler)
+        if own:
+            logger.propagate = True
 
 
 class OnceLines(logging.Filter):

@@ -1,0 +1,387 @@
+"""`python -m stages.runtime.warm -- dvc repro`: the stages of one command, forked from an
+interpreter that has imported their libraries once.
+
+A stage process spends 3-7 s importing torch, Lightning, MLflow and scikit-learn before
+its first line of work, and `dvc repro` (or `dvc exp run`) starts one per stage. This
+command starts a server that imports those libraries (`PRELOAD`), then runs the given
+command with `REPROLAB_WARM_SOCKET` pointing at it. Each `python -m stages.<x>` the
+command starts hands itself over (`warm_client.py`); the server forks a handler, the
+handler forks the stage, and the stage:
+
+- takes the client's stdin/stdout/stderr, working directory, umask, environment and argv;
+- drops every module not installed in the interpreter (the project's own code), so an
+  edit made while the server runs is what the stage imports, as in a fresh process;
+- runs the module as `__main__`, then exits as Python would (non-daemon threads joined,
+  atexit handlers run, streams flushed).
+
+The handler relays the stage's exit status (or the signal that ended it) to the client,
+and kills the stage if the client dies without a word (kill -9). A request from another
+interpreter, or with a different value of a variable read at start-up or import
+(`MUST_MATCH`), is answered "cold" and the client runs the stage itself. Only the server
+is warm: the project's modules are never imported into it, so nothing of them can go stale.
+The socket lives in a private (0700) temporary folder and goes with the command.
+
+`REPROLAB_WARM=0` runs the command without a server; `REPROLAB_WARM_LOG=FILE` has the server
+write one line per stage it ran (or sent back cold) to FILE.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from stages.runtime.warm_client import SOCKET_ENV
+
+# the libraries the stages import, heaviest first (`python -X importtime`, 2026-12-07)
+PRELOAD = (
+    "torch",
+    "lightning.pytorch",
+    "torchmetrics",
+    "mlflow",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.pyfunc",
+    "mlflow.models",
+    "sklearn.base",
+    "sklearn.ensemble",
+    "sklearn.linear_model",
+    "sklearn.svm",
+    "sklearn.neighbors",
+    "sklearn.tree",
+    "sklearn.inspection",
+    "sklearn.metrics",
+    "skops.io",
+    "optuna",
+    "kornia",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime.quantization",
+    "scipy.stats",
+    "pandas",
+    "pyarrow.parquet",
+    "PIL.Image",
+    "pydantic",
+    "yaml",
+)
+# read when the interpreter starts or a preloaded library is imported: a stage whose value
+# differs from the server's would not run as it would cold
+MUST_MATCH = ("PYTHON", "LD_", "LC_", "LANG", "MALLOC_", "OMP_", "MKL_", "OPENBLAS_", "KMP_",
+              "GOMP_", "CUDA_", "TORCH", "PYTORCH_")  # fmt: skip
+MAY_DIFFER = ("PYTHONUNBUFFERED",)  # the server's streams are unbuffered either way
+DISABLE_ENV = "REPROLAB_WARM"
+LOG_ENV = "REPROLAB_WARM_LOG"  # a file: one line per stage served (tests read it)
+REQUEST_MAX = 16 << 20
+
+
+def _read_env_keys(env: dict[str, str]) -> dict[str, str]:
+    return {
+        k: v
+        for k, v in env.items()
+        if k.startswith(MUST_MATCH) and k not in MAY_DIFFER and k != SOCKET_ENV
+    }
+
+
+# as this interpreter started, before a preloaded library could change them (scikit-learn
+# sets KMP_DUPLICATE_LIB_OK, for one)
+START_PATH = list(sys.path)
+START_ENV = dict(os.environ)
+
+
+def refusal(req: dict) -> str | None:
+    """Why this server cannot run `req` as the client would run it cold; None if it can."""
+    if req["executable"] != sys.executable or req["prefix"] != sys.prefix:
+        return f"interpreter {req['executable']} is not the warm one's {sys.executable}"
+    if req["path"][1:] != START_PATH[1:]:
+        return "sys.path differs from the warm interpreter's"
+    # a value the preloaded imports set themselves (KMP_DUPLICATE_LIB_OK) matches either way
+    before, after = _read_env_keys(START_ENV), _read_env_keys(dict(os.environ))
+    theirs = _read_env_keys(req["env"])
+    for key in sorted(set(before) | set(after) | set(theirs)):
+        if theirs.get(key) not in (before.get(key), after.get(key)):
+            return f"{key} differs from the warm interpreter's"
+    return None
+
+
+def preload(modules=PRELOAD) -> list[str]:
+    """Import what can be imported of `modules`; the names that could not."""
+    missing = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # an optional library absent or broken: its stages import it cold
+            missing.append(name)
+    return missing
+
+
+def import_time_env() -> dict[str, str]:
+    """The variables the preloaded imports set: a stage importing them cold would have them."""
+    return {k: v for k, v in os.environ.items() if START_ENV.get(k) != v}
+
+
+def _installed(module) -> bool:
+    """True for a module of the interpreter or its site-packages (kept in the stage)."""
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    where = [getattr(module, "__file__", None)]
+    with contextlib.suppress(TypeError):  # torch._classes answers any attribute
+        where += list(getattr(module, "__path__", None) or [])
+    where = [w for w in where if isinstance(w, str) and w]
+    if not where:
+        return True  # builtin or frozen
+    return all(any(os.path.abspath(w).startswith(r + os.sep) for r in roots) for w in where)
+
+
+def drop_project_modules() -> list[str]:
+    """Forget every imported module that is not installed: the stage imports its own."""
+    gone = [
+        name
+        for name, module in list(sys.modules.items())
+        if name != "__main__" and module is not None and not _installed(module)
+    ]
+    for name in gone:
+        del sys.modules[name]
+    return gone
+
+
+def _recv_request(conn: socket.socket) -> tuple[dict, list[int]]:
+    head, fds, _flags, _addr = socket.recv_fds(conn, 8, 3)
+    while len(head) < 8:
+        more = conn.recv(8 - len(head))
+        if not more:
+            raise ConnectionError("request cut short")
+        head += more
+    (size,) = struct.unpack("!Q", head)
+    if size > REQUEST_MAX or len(fds) != 3:
+        raise ConnectionError(f"bad request: {size} bytes, {len(fds)} descriptors")
+    data = bytearray()
+    while len(data) < size:
+        chunk = conn.recv(min(1 << 20, size - len(data)))
+        if not chunk:
+            raise ConnectionError("request cut short")
+        data += chunk
+    return json.loads(data), fds
+
+
+def _exit_code(exc: SystemExit) -> int:
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def _finish(code: int, kill_with: int | None = None) -> None:
+    """Exit as the interpreter would at the end of a script."""
+    with contextlib.suppress(BaseException):
+        threading._shutdown()  # joins non-daemon threads, as Py_Finalize does first
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BaseException):
+            stream.flush()
+    if kill_with is not None:  # an uncaught KeyboardInterrupt: die of SIGINT, as Python does
+        signal.signal(kill_with, signal.SIG_DFL)
+        os.kill(os.getpid(), kill_with)
+    os._exit(code)
+
+
+def _become_stage(req: dict, fds: list[int]) -> None:
+    """In the forked stage process: take the client's place, run its module, exit."""
+    for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(line_buffering=stream.isatty())
+    try:
+        os.chdir(req["cwd"])
+        os.umask(req["umask"])
+        added = import_time_env()
+        os.environ.clear()
+        os.environ.update(req["env"])
+        for key, value in added.items():
+            os.environ.setdefault(key, value)
+        sys.path[:] = req["path"]
+        drop_project_modules()
+        sys.argv = [req["module"], *req["argv"]]
+    except OSError as exc:
+        print(f"{req['module']}: cannot start in {req['cwd']}: {exc}", file=sys.stderr)
+        _finish(1)
+    import runpy
+
+    try:
+        runpy.run_module(req["module"], run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        _finish(_exit_code(exc))
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        _finish(130, kill_with=signal.SIGINT)
+    except BaseException:
+        sys.excepthook(*sys.exc_info())
+        _finish(1)
+    _finish(0)
+
+
+def _relay(conn: socket.socket, stage: int) -> None:
+    """Until the stage ends: its status to the client; the client gone: kill the stage."""
+    try:
+        ended = [os.pidfd_open(stage)]
+    except OSError:  # kernels before 5.3: look every 50 ms
+        ended = []
+    while True:
+        ready, _, _ = select.select([conn, *ended], [], [], None if ended else 0.05)
+        if ended and ended[0] in ready:
+            break
+        if conn in ready and not conn.recv(1):  # the client died without a word (kill -9)
+            os.kill(stage, signal.SIGKILL)
+            os.waitpid(stage, 0)
+            return
+        if not ended:
+            done, status = os.waitpid(stage, os.WNOHANG)
+            if done:
+                break
+    if ended:
+        _, status = os.waitpid(stage, 0)
+    code = os.waitstatus_to_exitcode(status)
+    reply = f"signal {-code}\n" if code < 0 else f"exit {code}\n"
+    with contextlib.suppress(OSError):
+        conn.sendall(reply.encode())
+
+
+def _handle(conn: socket.socket, log) -> None:
+    """In the forked handler: read the request, fork the stage, relay its end."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    req, fds = _recv_request(conn)
+    why = refusal(req)
+    if why:
+        conn.sendall(f"cold {why}\n".encode())
+        log(f"cold {req['module']}: {why}")
+        return
+    stage = os.fork()
+    if stage == 0:
+        try:
+            conn.close()
+            _become_stage(req, fds)
+        except BaseException:
+            traceback.print_exc()  # the client's stderr, once the descriptors are taken
+        finally:
+            os._exit(1)  # never back into the server's frames (its `finally` owns the socket)
+    for fd in fds:
+        os.close(fd)
+    conn.sendall(f"pid {stage}\n".encode())
+    started = time.monotonic()
+    _relay(conn, stage)
+    log(f"ran {req['module']} pid={stage} seconds={time.monotonic() - started:.2f}")
+
+
+def serve(path: str, log_path: str | None = None) -> None:
+    """Listen on `path` at once (clients wait while the libraries import), then fork a
+    handler per connection until SIGTERM."""
+
+    def log(line: str) -> None:
+        if log_path:
+            with open(log_path, "a") as f:
+                f.write(f"{time.strftime('%H:%M:%S')} warm {line}\n")
+
+    def stop(_signum, _frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # handlers are reaped by the kernel
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    try:
+        started = time.monotonic()
+        missing = preload()
+        log(f"preloaded seconds={time.monotonic() - started:.2f} missing={missing} socket={path}")
+        while True:
+            conn, _ = listener.accept()
+            if os.fork() == 0:
+                listener.close()
+                try:
+                    _handle(conn, log)
+                except BaseException as exc:  # one bad request is one failed stage
+                    log(f"handler failed: {exc!r}")
+                    os._exit(1)
+                os._exit(0)
+            conn.close()
+    finally:
+        listener.close()
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _wait_for(path: Path, server: subprocess.Popen, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists() and server.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def run(command: list[str]) -> int:
+    """Run `command` with a warm server beside it; its exit status."""
+    if os.environ.get(DISABLE_ENV, "1").lower() in ("0", "off", "false", "no"):
+        return subprocess.call(command)
+    folder = Path(tempfile.mkdtemp(prefix="reprolab-warm-"))  # 0700
+    sock = folder / "socket"
+    env = {k: v for k, v in os.environ.items() if k != SOCKET_ENV}
+    log = ["--log", os.environ[LOG_ENV]] if os.environ.get(LOG_ENV) else []
+    server = subprocess.Popen(
+        [sys.executable, "-m", "stages.runtime.warm", "--serve", str(sock), *log],
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # a Ctrl-C reaches the stages through their clients only
+    )
+    try:
+        _wait_for(sock, server)
+        child = subprocess.Popen(command, env={**env, SOCKET_ENV: str(sock)})
+        # Ctrl-C reaches the command from the terminal; a SIGTERM to this process is passed on
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, lambda s, _f: child.send_signal(s))
+        signal.signal(signal.SIGHUP, lambda s, _f: child.send_signal(s))
+        code = child.wait()
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        shutil.rmtree(folder, ignore_errors=True)
+    return 128 - code if code < 0 else code
+
+
+USAGE = "usage: python -m stages.runtime.warm [--] COMMAND [ARGS...]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--serve"] and len(args) in (2, 4):
+        serve(args[1], args[3] if len(args) == 4 and args[2] == "--log" else None)
+        return 0
+    if args[:1] == ["--"]:
+        args = args[1:]
+    if not args or args[0].startswith("-"):
+        print(USAGE, file=sys.stderr)
+        return 2
+    return run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
