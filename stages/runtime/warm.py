@@ -47,35 +47,36 @@ from pathlib import Path
 
 from stages.runtime.warm_client import SOCKET_ENV
 
-# the libraries the stages import, heaviest first (`python -X importtime`, 2026-12-07)
+# the libraries the stages import, in the order the pipeline first needs them: requests
+# are served between two imports, so validate forks as soon as scikit-learn is in
 PRELOAD = (
-    "torch",
-    "lightning.pytorch",
-    "torchmetrics",
-    "mlflow",
-    "mlflow.store.tracking.sqlalchemy_store",
-    "mlflow.pyfunc",
-    "mlflow.models",
+    "yaml",
+    "pydantic",
+    "pandas",
+    "scipy.stats",
     "sklearn.base",
-    "sklearn.ensemble",
+    "sklearn.tree",
+    "sklearn.neighbors",
+    "mlflow",  # prepare
+    "mlflow.store.tracking.sqlalchemy_store",
+    "pyarrow.parquet",
+    "PIL.Image",
+    "torch",  # augment
+    "kornia",
+    "sklearn.ensemble",  # baselines
     "sklearn.linear_model",
     "sklearn.svm",
-    "sklearn.neighbors",
-    "sklearn.tree",
     "sklearn.inspection",
     "sklearn.metrics",
     "skops.io",
+    "lightning.pytorch",  # tune, train
+    "torchmetrics",
     "optuna",
-    "kornia",
-    "onnx",
+    "onnx",  # compress
     "onnxruntime",
     "onnxruntime.quantization",
-    "scipy.stats",
-    "pandas",
-    "pyarrow.parquet",
-    "PIL.Image",
-    "pydantic",
-    "yaml",
+    "mlflow.pyfunc",  # package
+    "mlflow.models",
 )
 # read when the interpreter starts or a preloaded library is imported: a stage whose value
 # differs from the server's would not run as it would cold
@@ -116,14 +117,16 @@ def refusal(req: dict) -> str | None:
     return None
 
 
-def preload(modules=PRELOAD) -> list[str]:
-    """Import what can be imported of `modules`; the names that could not."""
+def preload(modules=PRELOAD, between=lambda: None) -> list[str]:
+    """Import what can be imported of `modules`, calling `between()` after each; the names
+    that could not be imported."""
     missing = []
     for name in modules:
         try:
             importlib.import_module(name)
         except Exception:  # an optional library absent or broken: its stages import it cold
             missing.append(name)
+        between()
     return missing
 
 
@@ -238,8 +241,9 @@ def _become_stage(req: dict, fds: list[int]) -> None:
     _finish(0)
 
 
-def _relay(conn: socket.socket, stage: int) -> None:
-    """Until the stage ends: its status to the client; the client gone: kill the stage."""
+def _wait(conn: socket.socket, stage: int) -> str | None:
+    """The stage's end as a reply line ("exit N", "signal N"); None if the client went
+    first, and the stage is killed."""
     try:
         ended = [os.pidfd_open(stage)]
     except OSError:  # kernels before 5.3: look every 50 ms
@@ -251,7 +255,7 @@ def _relay(conn: socket.socket, stage: int) -> None:
         if conn in ready and not conn.recv(1):  # the client died without a word (kill -9)
             os.kill(stage, signal.SIGKILL)
             os.waitpid(stage, 0)
-            return
+            return None
         if not ended:
             done, status = os.waitpid(stage, os.WNOHANG)
             if done:
@@ -259,9 +263,7 @@ def _relay(conn: socket.socket, stage: int) -> None:
     if ended:
         _, status = os.waitpid(stage, 0)
     code = os.waitstatus_to_exitcode(status)
-    reply = f"signal {-code}\n" if code < 0 else f"exit {code}\n"
-    with contextlib.suppress(OSError):
-        conn.sendall(reply.encode())
+    return f"signal {-code}" if code < 0 else f"exit {code}"
 
 
 def _handle(conn: socket.socket, log) -> None:
@@ -269,9 +271,9 @@ def _handle(conn: socket.socket, log) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     req, fds = _recv_request(conn)
     why = refusal(req)
-    if why:
-        conn.sendall(f"cold {why}\n".encode())
+    if why:  # logged first: the client may be gone the moment it has the answer
         log(f"cold {req['module']}: {why}")
+        conn.sendall(f"cold {why}\n".encode())
         return
     stage = os.fork()
     if stage == 0:
@@ -286,13 +288,17 @@ def _handle(conn: socket.socket, log) -> None:
         os.close(fd)
     conn.sendall(f"pid {stage}\n".encode())
     started = time.monotonic()
-    _relay(conn, stage)
-    log(f"ran {req['module']} pid={stage} seconds={time.monotonic() - started:.2f}")
+    end = _wait(conn, stage)
+    seconds = time.monotonic() - started
+    log(f"ran {req['module']} pid={stage} seconds={seconds:.2f} {end or 'killed: client gone'}")
+    if end:
+        with contextlib.suppress(OSError):
+            conn.sendall(f"{end}\n".encode())
 
 
 def serve(path: str, log_path: str | None = None) -> None:
-    """Listen on `path` at once (clients wait while the libraries import), then fork a
-    handler per connection until SIGTERM."""
+    """Listen on `path` at once, import the libraries, and fork a handler per connection
+    (between two imports while they load) until SIGTERM."""
 
     def log(line: str) -> None:
         if log_path:
@@ -308,21 +314,36 @@ def serve(path: str, log_path: str | None = None) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
+    log(f"listening socket={path}")
+
+    def fork_handler(conn: socket.socket) -> None:
+        conn.setblocking(True)
+        if os.fork() == 0:
+            listener.close()
+            try:
+                _handle(conn, log)
+            except BaseException as exc:  # one bad request is one failed stage
+                log(f"handler failed: {exc!r}")
+                os._exit(1)
+            os._exit(0)
+        conn.close()
+
+    def waiting() -> None:  # a stage that asks mid-preload forks from what is imported so far
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except BlockingIOError:
+                return
+            fork_handler(conn)
+
     try:
         started = time.monotonic()
-        missing = preload()
-        log(f"preloaded seconds={time.monotonic() - started:.2f} missing={missing} socket={path}")
+        listener.setblocking(False)
+        missing = preload(between=waiting)
+        listener.setblocking(True)
+        log(f"preloaded seconds={time.monotonic() - started:.2f} missing={missing}")
         while True:
-            conn, _ = listener.accept()
-            if os.fork() == 0:
-                listener.close()
-                try:
-                    _handle(conn, log)
-                except BaseException as exc:  # one bad request is one failed stage
-                    log(f"handler failed: {exc!r}")
-                    os._exit(1)
-                os._exit(0)
-            conn.close()
+            fork_handler(listener.accept()[0])
     finally:
         listener.close()
         with contextlib.suppress(OSError):
