@@ -6,7 +6,7 @@ its first line of work, and `dvc repro` (or `dvc exp run`) starts one per stage.
 command starts a server that imports those libraries (`PRELOAD`), then runs the given
 command with `REPROLAB_WARM_SOCKET` pointing at it. Each `python -m stages.<x>` the
 command starts hands itself over (`warm_client.py`); the server forks a handler, the
-handler forks the stage, and the stage:
+handler forks the stage, and the stage (`warm_stage.py`):
 
 - takes the client's stdin/stdout/stderr, working directory, umask, environment and argv;
 - drops every module not installed in the interpreter (the project's own code), so an
@@ -27,7 +27,6 @@ write one line per stage it ran (or sent back cold) to FILE.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import importlib
 import json
@@ -40,11 +39,11 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from pathlib import Path
 
+from stages.runtime import warm_stage
 from stages.runtime.warm_client import SOCKET_ENV
 
 # the libraries the stages import, in the order the pipeline first needs them: requests
@@ -135,30 +134,6 @@ def import_time_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if START_ENV.get(k) != v}
 
 
-def _installed(module) -> bool:
-    """True for a module of the interpreter or its site-packages (kept in the stage)."""
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    where = [getattr(module, "__file__", None)]
-    with contextlib.suppress(TypeError):  # torch._classes answers any attribute
-        where += list(getattr(module, "__path__", None) or [])
-    where = [w for w in where if isinstance(w, str) and w]
-    if not where:
-        return True  # builtin or frozen
-    return all(any(os.path.abspath(w).startswith(r + os.sep) for r in roots) for w in where)
-
-
-def drop_project_modules() -> list[str]:
-    """Forget every imported module that is not installed: the stage imports its own."""
-    gone = [
-        name
-        for name, module in list(sys.modules.items())
-        if name != "__main__" and module is not None and not _installed(module)
-    ]
-    for name in gone:
-        del sys.modules[name]
-    return gone
-
-
 def _recv_request(conn: socket.socket) -> tuple[dict, list[int]]:
     head, fds, _flags, _addr = socket.recv_fds(conn, 8, 3)
     while len(head) < 8:
@@ -176,69 +151,6 @@ def _recv_request(conn: socket.socket) -> tuple[dict, list[int]]:
             raise ConnectionError("request cut short")
         data += chunk
     return json.loads(data), fds
-
-
-def _exit_code(exc: SystemExit) -> int:
-    if exc.code is None:
-        return 0
-    if isinstance(exc.code, int):
-        return exc.code
-    print(exc.code, file=sys.stderr)
-    return 1
-
-
-def _finish(code: int, kill_with: int | None = None) -> None:
-    """Exit as the interpreter would at the end of a script."""
-    with contextlib.suppress(BaseException):
-        threading._shutdown()  # joins non-daemon threads, as Py_Finalize does first
-    with contextlib.suppress(BaseException):
-        atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(BaseException):
-            stream.flush()
-    if kill_with is not None:  # an uncaught KeyboardInterrupt: die of SIGINT, as Python does
-        signal.signal(kill_with, signal.SIG_DFL)
-        os.kill(os.getpid(), kill_with)
-    os._exit(code)
-
-
-def _become_stage(req: dict, fds: list[int]) -> None:
-    """In the forked stage process: take the client's place, run its module, exit."""
-    for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    for target, fd in enumerate(fds):
-        os.dup2(fd, target)
-        os.close(fd)
-    for stream in (sys.stdout, sys.stderr):
-        stream.reconfigure(line_buffering=stream.isatty())
-    try:
-        os.chdir(req["cwd"])
-        os.umask(req["umask"])
-        added = import_time_env()
-        os.environ.clear()
-        os.environ.update(req["env"])
-        for key, value in added.items():
-            os.environ.setdefault(key, value)
-        sys.path[:] = req["path"]
-        drop_project_modules()
-        sys.argv = [req["module"], *req["argv"]]
-    except OSError as exc:
-        print(f"{req['module']}: cannot start in {req['cwd']}: {exc}", file=sys.stderr)
-        _finish(1)
-    import runpy
-
-    try:
-        runpy.run_module(req["module"], run_name="__main__", alter_sys=True)
-    except SystemExit as exc:
-        _finish(_exit_code(exc))
-    except KeyboardInterrupt:
-        traceback.print_exc()
-        _finish(130, kill_with=signal.SIGINT)
-    except BaseException:
-        sys.excepthook(*sys.exc_info())
-        _finish(1)
-    _finish(0)
 
 
 def _wait(conn: socket.socket, stage: int) -> str | None:
@@ -279,7 +191,7 @@ def _handle(conn: socket.socket, log) -> None:
     if stage == 0:
         try:
             conn.close()
-            _become_stage(req, fds)
+            warm_stage.become_stage(req, fds, import_time_env())
         except BaseException:
             traceback.print_exc()  # the client's stderr, once the descriptors are taken
         finally:
