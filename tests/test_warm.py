@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO, train_env
+from conftest import REPO, run_stage, train_env
 
 from stages.runtime.warm_client import SOCKET_ENV
 
@@ -181,10 +181,7 @@ def test_the_command_wrapper_serves_and_cleans_up(tmp_path):
 
 
 def _config(project: Path, env: dict[str, str], params: str = "params.yaml"):
-    return subprocess.run(
-        [sys.executable, "-m", "stages.config", params],
-        cwd=project, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    return run_stage("config", project, env, params, timeout=120)
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 120) -> None:

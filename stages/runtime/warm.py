@@ -88,11 +88,7 @@ REQUEST_MAX = 16 << 20
 
 
 def _read_env_keys(env: dict[str, str]) -> dict[str, str]:
-    return {
-        k: v
-        for k, v in env.items()
-        if k.startswith(MUST_MATCH) and k not in MAY_DIFFER and k != SOCKET_ENV
-    }
+    return {k: v for k, v in env.items() if k.startswith(MUST_MATCH) and k not in MAY_DIFFER}
 
 
 # as this interpreter started, before a preloaded library could change them (scikit-learn
