@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from stages import config  # noqa: E402
-from stages.baselines import rows, size_budget  # noqa: E402
+from stages.baselines import cores, rows, size_budget  # noqa: E402
 from stages.baselines import stage as baselines  # noqa: E402
 from stages.evaluate.bootstrap import confidence_interval  # noqa: E402
 from stages.schema.baselines import DEFAULT_MODELS, ESTIMATORS, make_estimator  # noqa: E402
@@ -114,25 +114,28 @@ def _one(setting, name, task, data, cfg, modality, queue) -> None:
 
     Xtr, ytr, Xva, yva = data
     if setting == "old":
-        est, n_threads = make_estimator(name, task, OLD.get(name, {}), seed=cfg.seed), 1
+        est = make_estimator(name, task, OLD.get(name, {}), seed=cfg.seed)
+        threads = cores.Threads(1, 1)
     else:
         hp = cfg.baselines.hyperparams.get(name, {})
         est = make_estimator(name, task, hp, seed=cfg.seed, modality=modality)
-        n_threads = rows.threads(None)
+        threads = cores.threads(cfg.baselines.n_threads, cores.FreeCores())
         n = rows.cap(cfg.baselines, name)
         if n is not None and n < len(ytr):
             keep = rows.sample(ytr, n, task, cfg.seed)
             Xtr, ytr = Xtr[keep], ytr[keep]
     budget = cfg.baselines.max_model_mb if setting == "new" else None
     start = time.perf_counter()
-    fit = functools.partial(baselines.fit, n_threads=n_threads)
+    fit = functools.partial(baselines.fit, threads=threads)
     model, _ = size_budget.grow_within(est, Xtr, ytr, budget, fit, name)  # as the stage fits
     fit_s = time.perf_counter() - start
     pred = model.predict(Xva)
     with tempfile.TemporaryDirectory() as tmp:
         sio.dump(model, Path(tmp) / "m.skops")
         size = (Path(tmp) / "m.skops").stat().st_size
-    queue.put({"fit_s": fit_s, "pred": pred, "rows": len(ytr), "mb": size / 2**20})
+    queue.put(
+        {"fit_s": fit_s, "pred": pred, "rows": len(ytr), "mb": size / 2**20, "threads": threads.n}
+    )
 
 
 def measure(setting, name, task, data, cfg, timeout, modality) -> dict:
@@ -145,7 +148,14 @@ def measure(setting, name, task, data, cfg, timeout, modality) -> dict:
     except Exception:  # queue.Empty: the fit ran past the timeout
         proc.kill()
         proc.join()
-        return {"fit_s": None, "score": None, "ci": None, "mb": None, "rows": len(data[1])}
+        return {
+            "fit_s": None,
+            "score": None,
+            "ci": None,
+            "mb": None,
+            "rows": len(data[1]),
+            "threads": None,
+        }
     proc.join()
     yva, pred = data[3], out.pop("pred")
     metric = "accuracy" if task == "classification" else "r2"
@@ -173,8 +183,9 @@ def main() -> None:
     args = ap.parse_args()
     cfg = config.load(REPO / "params.yaml")
     table_rows, lines = [], []
-    print("| set | model | rows | fit s old | fit s new | val old [95% CI] | val new | "
-          "MB old | MB new |\n|---|---|---:|---:|---:|---|---:|---:|---:|", flush=True)  # fmt: skip
+    print("| set | model | rows | fit s old | fit s new | threads new | val old [95% CI] | "
+          "val new | MB old | MB new |\n|---|---|---:|---:|---:|---:|---|---:|---:|---:|",
+          flush=True)  # fmt: skip
     for set_name in args.sets:
         task, make = SETS[set_name]
         data = make(cfg.seed)
@@ -191,6 +202,7 @@ def main() -> None:
             line = (
                 f"| {set_name} | {name} | {(new or old)['rows']:,} | "
                 f"{_cell(old, 'fit_s', '.2f')} | {_cell(new, 'fit_s', '.2f')} | "
+                f"{_cell(new, 'threads', 'd')} | "
                 f"{_cell(old, 'score', '.4f')}{ci} | {_cell(new, 'score', '.4f')} | "
                 f"{_cell(old, 'mb', '.1f')} | {_cell(new, 'mb', '.1f')} |"
             )

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import re
+import subprocess
+import sys
+import time
 
 import numpy as np
+import psutil
 import pytest
 
 from stages.augment import stage as augment
+from stages.baselines import cores
 from stages.baselines import stage as baselines
 from stages.common import skops_files, splits
 from stages.prepare import stage as prepare
@@ -59,6 +64,8 @@ def test_every_baseline_fits_and_is_saved(make_params, prepared, tmp_path, sourc
         pred = scorer.predict(val["X"])
         assert pred.shape == (len(val["y"]),)
         assert index["models"][name]["file"] == f"{name}.skops"
+        assert 1 <= index["models"][name]["threads"] <= cores.usable_cores()  # n_threads: auto
+        assert index["models"][name]["blas_threads"] == 1
     # every model gets importances: impurity for trees, permutation (on val) for the rest
     assert {p.stem for p in (tmp_path / "imp").glob("*.csv")} == set(expected)
     assert {p.stem for p in (tmp_path / "imp").glob("*.png")} == set(expected)
@@ -280,7 +287,7 @@ def test_a_forest_over_max_model_mb_is_grown_to_fit_and_says_so(tmp_path):
     from stages.baselines import size_budget
 
     X, y = _noisy()
-    fit = lambda est, X, y: baselines.fit(est, X, y, 1)  # noqa: E731
+    fit = lambda est, X, y: baselines.fit(est, X, y, cores.Threads(1, 1))  # noqa: E731
     full, note = size_budget.grow_within(
         RandomForestRegressor(20, random_state=0), X, y, 100.0, fit, "random_forest"
     )
@@ -307,7 +314,7 @@ def test_a_forest_over_budget_keeps_fewer_fully_grown_trees_first(tmp_path):
     from stages.baselines import size_budget
 
     X, y = _noisy()
-    fit = lambda est, X, y: baselines.fit(est, X, y, 1)  # noqa: E731
+    fit = lambda est, X, y: baselines.fit(est, X, y, cores.Threads(1, 1))  # noqa: E731
     one = RandomForestRegressor(1, random_state=0).fit(X, y)
     per_tree_mb = size_budget.tree_bytes(one.estimators_[0].tree_.node_count, 1) / 2**20
     budget = 55 * per_tree_mb  # room for 52 of the 60 trees, fully grown
@@ -348,4 +355,48 @@ def test_tree_model_defaults_follow_the_data_unless_set():
     image = make_estimator("hist_gradient_boosting", "classification", {}, modality="image")
     table = make_estimator("hist_gradient_boosting", "classification", {}, modality="table")
     assert (image.max_features, image.learning_rate, image.max_iter) == (0.3, 0.2, 50)
+    assert (image.max_bins, table.max_bins) == (31, 255)
     assert (table.max_features, table.learning_rate, table.max_iter) == (1.0, 0.1, 100)
+
+
+def test_auto_threads_leave_out_the_cores_other_processes_keep_busy():
+    free = cores.FreeCores()
+    all_cores = cores.usable_cores()
+    assert cores.threads(3, free) == (3, 3) and cores.threads(None, free) == (all_cores,) * 2
+    auto = cores.threads("auto", free)
+    assert 1 <= auto.n <= all_cores and auto.blas == 1  # BLAS: one thread, same sums
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # the spinner is running; start a fresh window on it
+        free.others_busy()
+        time.sleep(0.5)
+        assert free.others_busy() >= 0.4  # a core's worth, less what the machine took back
+        time.sleep(0.5)
+        n = free()
+    finally:
+        spin.kill()
+        spin.wait()
+    if cores.usable_cores() == psutil.cpu_count() > 1:
+        assert n <= cores.usable_cores() - 1  # the spinner's core is not offered
+
+
+class _Readings(cores.FreeCores):
+    """FreeCores over given (wall s, machine busy CPU s, own CPU s) readings."""
+
+    def __init__(self, *readings):
+        self._readings = iter(readings)
+        self._mark = next(self._readings)
+
+    def _read(self):
+        return next(self._readings)
+
+
+def test_auto_threads_count_only_other_processes_as_busy(monkeypatch):
+    monkeypatch.setattr(psutil, "cpu_count", lambda: 4)
+    monkeypatch.setattr(cores, "usable_cores", lambda: 4)
+    # 2 s: the machine was busy 5 CPU s, 4 of them this process's own fit -> 0.5 cores taken
+    assert _Readings((0, 0, 0), (2, 5, 4))() == 4  # 3.5 idle rounds up
+    assert _Readings((0, 0, 0), (2, 6, 4))() == 3  # one core's worth busy elsewhere
+    assert _Readings((0, 0, 0), (1, 9, 1))() == 1  # overloaded: at least one thread
+    free = _Readings((0, 0, 0), (1, 1, 1), (3, 7, 1))  # each call reads from the last one
+    assert (free(), free()) == (4, 1)

@@ -7,8 +7,6 @@ regression. The sample is the same for every model with the same cap and seed.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from stages.schema.baselines import BaselinesParams
@@ -49,10 +47,3 @@ def sample(y: np.ndarray, n: int, task: str, seed: int) -> np.ndarray:
         for k in range(len(classes))
     ]
     return np.sort(np.concatenate(picked))
-
-
-def threads(n_threads: int | None) -> int:
-    """The threads of one fit: `baselines.n_threads`, or this process's cores when None."""
-    if n_threads is not None:
-        return n_threads
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from stages import config
-from stages.baselines import rows, size_budget
+from stages.baselines import cores, rows, size_budget
 from stages.baselines.tracking import jsonable
 from stages.common import fit_rows, io, splits
 from stages.common.scores import default_headline, score
@@ -96,27 +95,28 @@ def run(cfg: config.Params, paths: Paths, log_model: ModelLogger | None = None) 
         "max_rows": cfg.baselines.max_rows,
         "models": {},
     }
-    n_threads = rows.threads(cfg.baselines.n_threads)
+    free = cores.FreeCores()
     with io.atomic_dir(out_dir) as tmp, io.atomic_dir(importance_dir) as imp:
         for i, name in enumerate(names, 1):
             hp = cfg.baselines.hyperparams.get(name, {})
             est = make_estimator(name, task, hp, seed=cfg.seed, modality=schema["modality"])
             X, y = _capped(train, name, task, cfg)
+            threads = cores.threads(cfg.baselines.n_threads, free)
             start = time.perf_counter()
             model, note = size_budget.grow_within(
-                est, X, y, cfg.baselines.max_model_mb, partial(fit, n_threads=n_threads), name
+                est, X, y, cfg.baselines.max_model_mb, partial(fit, threads=threads), name
             )
             fit_s = time.perf_counter() - start
             if note:
                 log.info(note)
-            with threadpool_limits(n_threads):
+            with threads.limit():
                 result = _val_metrics(task, model, val, schema)
             result["fit_seconds"] = round(fit_s, 3)
             result["fit_rows"] = len(y)
             pipe = _pipeline(head, model)
             types = save_model(pipe, tmp / f"{name}.skops")
             file_mb = (tmp / f"{name}.skops").stat().st_size / 2**20
-            values, kind = _importance_values(model, val, cfg, n_threads)
+            values, kind = _importance_values(model, val, cfg, threads)
             if values is not None:
                 _importances(name, values, kind, schema, imp, cfg.baselines.importance_top)
             run_id = log_model(name, pipe, result, val["X"], types) if log_model else None
@@ -125,27 +125,30 @@ def run(cfg: config.Params, paths: Paths, log_model: ModelLogger | None = None) 
                 "file": f"{name}.skops",
                 "estimator": type(model).__name__,
                 "fit_rows": len(y),
+                "threads": threads.n,
+                "blas_threads": threads.blas,
                 "file_mb": round(file_mb, 3),
                 "hyperparams": jsonable(model.get_params(deep=False)),
                 "mlflow_run_id": run_id,
             }
             metric = default_headline(task)
             log.info(
-                "[%d/%d] model=%s val_%s=%.4f fit_s=%.2f file_mb=%.1f",
-                i, len(names), name, metric, result[metric] or float("nan"), fit_s, file_mb,
+                "[%d/%d] model=%s val_%s=%.4f fit_s=%.2f threads=%d file_mb=%.1f",
+                i, len(names), name, metric, result[metric] or float("nan"), fit_s, threads.n,
+                file_mb,
             )  # fmt: skip
         io.write_json(tmp / "index.json", index)
     io.write_json(metrics_path, results)
     return results
 
 
-def fit(est: Any, X: np.ndarray, y: np.ndarray, n_threads: int) -> Any:
-    """`est.fit(X, y)` on `n_threads` cores: OpenMP/BLAS threads, and joblib workers for the
+def fit(est: Any, X: np.ndarray, y: np.ndarray, threads: cores.Threads) -> Any:
+    """`est.fit(X, y)` on `threads`: OpenMP and BLAS threads, and joblib workers for the
     estimators with `n_jobs` (forests, knn) unless the hyperparameters set it. The models fit
-    one after another, so n = cores uses the machine without oversubscribing it."""
+    one after another, each on the threads `cores.threads` gave it."""
     if est.get_params().get("n_jobs", 0) is None and type(est).__name__ != "LogisticRegression":
-        est.set_params(n_jobs=n_threads)
-    with threadpool_limits(n_threads):
+        est.set_params(n_jobs=threads.n)
+    with threads.limit():
         return est.fit(X, y)
 
 
@@ -206,7 +209,7 @@ def _val_metrics(task, model, val, schema) -> dict[str, Any]:
     return m
 
 
-def _importance_values(model, val, cfg, n_threads: int) -> tuple[np.ndarray | None, str]:
+def _importance_values(model, val, cfg, threads: cores.Threads) -> tuple[np.ndarray | None, str]:
     """Impurity importances of a tree model, else sklearn's permutation importance: the drop
     in the model's own val score (accuracy / R²) when one feature's column is shuffled,
     averaged over `baselines.permutation_repeats` shuffles of at most `permutation_rows`
@@ -221,7 +224,7 @@ def _importance_values(model, val, cfg, n_threads: int) -> tuple[np.ndarray | No
     rng = np.random.default_rng(cfg.seed)
     n = len(val["y"])
     rows = np.sort(rng.choice(n, size=min(n, b.permutation_rows), replace=False))
-    with threadpool_limits(n_threads):
+    with threads.limit():
         result = permutation_importance(
             model,
             _flat(val["X"][rows]),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -78,7 +78,12 @@ ESTIMATORS: dict[str, dict[str, tuple[str, str, dict[str, Any]]]] = {
 MODALITY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "table": {"random_forest": {"max_features": 0.5}},
     "image": {
-        "hist_gradient_boosting": {"max_features": 0.3, "learning_rate": 0.2, "max_iter": 50}
+        "hist_gradient_boosting": {
+            "max_features": 0.3,
+            "learning_rate": 0.2,
+            "max_iter": 50,
+            "max_bins": 31,
+        }
     },
 }
 OPT_IN = ("linear_svm", "adaboost", "gradient_boosting")
@@ -118,8 +123,10 @@ class BaselinesParams(Section):
     use_augmented: bool = False
     models: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS), min_length=1)
     hyperparams: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    n_threads: int | None = Field(
-        1, ge=1, description="threads (OpenMP/BLAS, joblib) per fit; None = all cores"
+    n_threads: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
+        "auto",
+        description="threads (OpenMP/BLAS, joblib) per fit: a number, None = all cores, or "
+        "auto = the cores other processes left idle since the previous fit (at least 1)",
     )
     max_rows: int | None = Field(
         200_000,
