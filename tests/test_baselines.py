@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from stages.augment import stage as augment
-from stages.baselines import cores
+from stages.baselines import cores, permutation
 from stages.baselines import stage as baselines
 from stages.common import skops_files, splits
 from stages.prepare import stage as prepare
@@ -400,3 +400,22 @@ def test_auto_threads_count_only_other_processes_as_busy(monkeypatch):
     assert _Readings((0, 0, 0), (1, 9, 1))() == 1  # overloaded: at least one thread
     free = _Readings((0, 0, 0), (1, 1, 1), (3, 7, 1))  # each call reads from the last one
     assert (free(), free()) == (4, 1)
+
+
+@pytest.mark.parametrize("chunk", [permutation.CHUNK_VALUES, 500])  # one predict / many
+def test_stacked_permutation_importance_equals_sklearns_feature_by_feature(monkeypatch, chunk):
+    from sklearn.datasets import load_diabetes, load_wine
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.inspection import permutation_importance
+    from sklearn.linear_model import Ridge
+
+    monkeypatch.setattr(permutation, "CHUNK_VALUES", chunk)
+    for model, (X, y) in [
+        (HistGradientBoostingClassifier(max_iter=10), load_wine(return_X_y=True)),
+        (Ridge(), load_diabetes(return_X_y=True)),
+    ]:
+        model.fit(X[::2], y[::2])
+        want = permutation_importance(model, X[1::2], y[1::2], n_repeats=4, random_state=7)
+        got = permutation.importances(model, X[1::2], y[1::2], n_repeats=4, seed=7, workers=2)
+        assert np.abs(want.importances_mean).max() > 0.01  # the features matter
+        np.testing.assert_allclose(got, want.importances_mean, rtol=0, atol=1e-12)

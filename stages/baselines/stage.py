@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from stages import config
-from stages.baselines import cores, rows, size_budget
+from stages.baselines import cores, permutation, rows, size_budget
 from stages.baselines.tracking import jsonable
 from stages.common import fit_rows, io, splits
 from stages.common.scores import default_headline, score
@@ -210,29 +210,23 @@ def _val_metrics(task, model, val, schema) -> dict[str, Any]:
 
 
 def _importance_values(model, val, cfg, threads: cores.Threads) -> tuple[np.ndarray | None, str]:
-    """Impurity importances of a tree model, else sklearn's permutation importance: the drop
-    in the model's own val score (accuracy / R²) when one feature's column is shuffled,
-    averaged over `baselines.permutation_repeats` shuffles of at most `permutation_rows`
-    seeded val rows. (None, "") when the model has neither (permutation_repeats: 0)."""
+    """Impurity importances of a tree model, else sklearn's permutation importance (scored in
+    a few large predicts, `permutation.py`): the drop in the model's own val score (accuracy
+    / R²) when one feature's column is shuffled, averaged over `baselines.permutation_repeats`
+    shuffles of at most `permutation_rows` seeded val rows. (None, "") when the model has
+    neither (permutation_repeats: 0)."""
     if hasattr(model, "feature_importances_"):
         return np.asarray(model.feature_importances_, dtype=np.float64), "impurity"
     b = cfg.baselines
     if not b.permutation_repeats:
         return None, ""
-    from sklearn.inspection import permutation_importance
-
     rng = np.random.default_rng(cfg.seed)
     n = len(val["y"])
     rows = np.sort(rng.choice(n, size=min(n, b.permutation_rows), replace=False))
     with threads.limit():
-        result = permutation_importance(
-            model,
-            _flat(val["X"][rows]),
-            val["y"][rows],
-            n_repeats=b.permutation_repeats,
-            random_state=cfg.seed,
-        )
-    return np.asarray(result.importances_mean, dtype=np.float64), "permutation"
+        X, y = _flat(val["X"][rows]), val["y"][rows]
+        values = permutation.importances(model, X, y, b.permutation_repeats, cfg.seed, threads.n)
+    return np.asarray(values, dtype=np.float64), "permutation"
 
 
 def _importances(name, values, kind: str, schema, out: Path, top: int) -> None:
