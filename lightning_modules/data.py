@@ -8,7 +8,8 @@ The permutation depends only on (seed, epoch): a resumed run sees the same batch
 Streaming (`in_memory=False`): X and y stay array-likes (the `pread` readers of
 stages.common.splits in practice: any object with `len` and index-array access), and each
 batch's rows are gathered from them, in the permutation's order, then
-moved to the device (pinned first when that device is a GPU). uint8 images are scaled to
+moved to the device (pinned first when that device is a GPU), in a thread one batch ahead
+of the training step. uint8 images are scaled to
 [0, 1] per batch, on the device, with the same float32 arithmetic in both paths, so a
 split gives the same batches in memory and streamed.
 
@@ -19,6 +20,7 @@ online augmentation, seeded by (epoch, rank, batch index) rather than by call or
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import lightning as L
 import numpy as np
@@ -77,16 +79,30 @@ class BatchLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order, epoch = self.indices(), self.epoch()
-        for i, start in enumerate(range(0, len(order), self.batch_size)):
-            idx = order[start : start + self.batch_size]
-            if self.streamed:
-                xb, yb = self._gather(idx.numpy())
-            else:
-                xb, yb = self.X[idx], self.y[idx]
+        batches = (order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size))
+        if self.streamed:
+            rows = self._prefetched(idx.numpy() for idx in batches)
+        else:
+            rows = ((self.X[idx], self.y[idx]) for idx in batches)
+        for i, (xb, yb) in enumerate(rows):
             xb = as_float(xb, self.scale)
             if self.transform is not None:
                 xb = self.transform(xb, epoch, self.rank, i)
             yield xb, yb
+
+    def _prefetched(self, batches: Iterator[np.ndarray]) -> Iterator[tuple[torch.Tensor, ...]]:
+        """`_gather` of each batch, the next one read in a thread while the caller trains on
+        this one (`pread` and the host-to-device copy release the GIL). At most one read is
+        ahead; an iteration stopped early waits for it, so no read outlives the epoch."""
+        with ThreadPoolExecutor(1, thread_name_prefix="reprolab-prefetch") as pool:
+            ahead = None
+            for idx in batches:
+                nxt = pool.submit(self._gather, idx)
+                if ahead is not None:
+                    yield ahead.result()
+                ahead = nxt
+            if ahead is not None:
+                yield ahead.result()
 
     def _gather(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """The rows `idx` of the on-disk arrays, in that order, on the loader's device."""

@@ -5,6 +5,7 @@ online augmentation is seeded by (epoch, rank, batch) and leaves the caller's RN
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -35,6 +36,44 @@ def test_streamed_batches_equal_in_memory_batches(tmp_path, dtype):
         assert torch.allclose(xb, torch.from_numpy(X).float() / 255.0, atol=1e-7)
 
 
+class _Rows:
+    """Rows on "disk": records which batches were read, and when; fails on batch `bad`."""
+
+    def __init__(self, X, bad=None):
+        self.X, self.bad, self.reads = X, bad, []
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, idx):
+        self.reads.append(int(idx[0]))
+        if len(self.reads) - 1 == self.bad:
+            raise OSError(f"read of batch {self.bad} failed")
+        return self.X[idx]
+
+
+def test_streamed_batches_are_read_one_ahead_and_no_read_outlives_the_loop():
+    X = np.arange(40, dtype=np.float32).reshape(40, 1)
+    rows = _Rows(X)
+    it = iter(BatchLoader(rows, np.zeros(40), 8))
+    xb, _ = next(it)
+    assert xb[0, 0] == 0
+    for _ in range(50):  # the next batch is read while this one is in use
+        if len(rows.reads) == 2:
+            break
+        threading.Event().wait(0.01)
+    assert rows.reads == [0, 8]
+    it.close()  # an epoch stopped early (e.g. max_steps): the read ahead is awaited, not left
+    assert not [t for t in threading.enumerate() if t.name.startswith("reprolab-prefetch")]
+    assert rows.reads == [0, 8]
+    # a failed read surfaces in the training loop, at the batch that needed it
+    got = []
+    with pytest.raises(OSError, match="batch 2 failed"):
+        for xb, _ in BatchLoader(_Rows(X, bad=2), np.zeros(40), 8):
+            got.append(int(xb[0, 0]))
+    assert got == [0, 8]
+
+
 def test_online_augment_is_seeded_by_epoch_rank_and_batch():
     from lightning_modules.image_augment import ImageAugmentSpec, OnlineAugment
 
@@ -57,6 +96,7 @@ from pathlib import Path
 
 import lightning as L
 import json
+import threading
 
 import numpy as np
 import torch
