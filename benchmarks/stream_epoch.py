@@ -50,6 +50,7 @@ def write_prepared(root: Path, rows: int, seed: int = 0) -> dict:
     schema = {
         "dataset": "stream-epoch",
         "source": "generated",
+        "fingerprint": f"generated:{rows}:{seed}",
         "task": "classification",
         "modality": "image",
         "classes": [str(k) for k in range(10)],
