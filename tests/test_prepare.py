@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -382,3 +383,20 @@ def test_a_table_edited_between_the_two_reads_is_refused_by_name(make_params, tm
         with pytest.raises(DataError, match="h.csv: changed while prepare read it"):
             prepare.run(cfg, tmp_path / "out", root=tmp_path, planned=planned)
         assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('{"dataset": "d", "task": "classification"}', "no fingerprint, modality, input_shape"),
+        ("{not json", "not JSON"),
+        ("[1, 2]", "holds a list"),
+    ],
+)
+def test_a_schema_not_written_by_prepare_is_refused_by_name(tmp_path, text, says):
+    from stages.common.io import read_schema
+
+    (tmp_path / "schema.json").write_text(text)
+    with pytest.raises(UserError, match=re.escape(says)) as err:
+        read_schema(tmp_path)
+    assert str(tmp_path / "schema.json") in str(err.value)

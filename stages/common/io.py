@@ -114,9 +114,26 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
+# what every stage after prepare reads from schema.json
+SCHEMA_KEYS = ("dataset", "fingerprint", "task", "modality", "input_shape")
+
+
 def read_schema(prepared: Path) -> dict[str, Any]:
-    """The `schema.json` prepare wrote into `prepared` (refused by name when missing)."""
+    """The `schema.json` prepare wrote into `prepared`, refused by name when it is missing,
+    not JSON, or lacks a key the stages read (a folder not written by prepare)."""
     path = prepared / "schema.json"
     if not path.exists():
         raise UserError(f"missing {path}; run `dvc repro prepare` first")
-    return json.loads(path.read_text())
+    try:
+        schema = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not JSON ({exc}); re-run `dvc repro prepare`") from None
+    if not isinstance(schema, dict):
+        raise UserError(f"{path}: holds a {type(schema).__name__}, expected prepare's object")
+    missing = [k for k in SCHEMA_KEYS if k not in schema]
+    if missing:
+        raise UserError(
+            f"{path}: no {', '.join(missing)} (expected {', '.join(SCHEMA_KEYS)}, as prepare "
+            "writes them); re-run `dvc repro prepare`"
+        )
+    return schema
