@@ -94,23 +94,41 @@ class BatchLoader:
         """`_gather` of each batch, the next one read in a thread while the caller trains on
         this one (`pread` and the host-to-device copy release the GIL). At most one read is
         ahead; an iteration stopped early waits for it, so no read outlives the epoch."""
-        with ThreadPoolExecutor(1, thread_name_prefix="reprolab-prefetch") as pool:
+        cuda = self.device.type == "cuda"
+        copies = torch.cuda.Stream(self.device) if cuda else None
+        init = (lambda: torch.cuda.set_device(self.device)) if cuda else None
+        with ThreadPoolExecutor(1, "reprolab-prefetch", initializer=init) as pool:
             ahead = None
             for idx in batches:
-                nxt = pool.submit(self._gather, idx)
+                nxt = pool.submit(self._gather, idx, copies)
                 if ahead is not None:
-                    yield ahead.result()
+                    yield self._ready(*ahead.result())
                 ahead = nxt
             if ahead is not None:
-                yield ahead.result()
+                yield self._ready(*ahead.result())
 
-    def _gather(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """The rows `idx` of the on-disk arrays, in that order, on the loader's device."""
+    def _gather(self, idx: np.ndarray, copies=None) -> tuple:
+        """The rows `idx` of the on-disk arrays, in that order, on the loader's device: on a
+        GPU pinned, then copied on the `copies` stream (so the copy overlaps the step that
+        runs on the compute stream), with the event that marks the copy done."""
         xb = torch.from_numpy(np.ascontiguousarray(self.X[idx]))
         yb = torch.from_numpy(np.ascontiguousarray(self.y[idx]))
-        if self.device.type == "cuda":
-            xb, yb = xb.pin_memory(), yb.pin_memory()
-            return xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
+        if self.device.type != "cuda":
+            return xb, yb, None
+        xb, yb = xb.pin_memory(), yb.pin_memory()
+        with torch.cuda.stream(copies):
+            xb = xb.to(self.device, non_blocking=True)
+            yb = yb.to(self.device, non_blocking=True)
+            return xb, yb, copies.record_event()
+
+    def _ready(self, xb: torch.Tensor, yb: torch.Tensor, done) -> tuple[torch.Tensor, ...]:
+        """The batch, usable on the current stream: it waits for the copy, and the memory is
+        marked in use there, so the allocator does not hand it back to the copy stream."""
+        if done is not None:
+            current = torch.cuda.current_stream(self.device)
+            current.wait_event(done)
+            xb.record_stream(current)
+            yb.record_stream(current)
         return xb, yb
 
 

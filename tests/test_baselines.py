@@ -376,7 +376,7 @@ def test_auto_threads_leave_out_the_cores_other_processes_keep_busy():
     finally:
         spin.kill()
         spin.wait()
-    if cores.usable_cores() == psutil.cpu_count() > 1:
+    if cores.usable_cores() == len(cores._cpus()) == psutil.cpu_count() > 1:
         assert n <= cores.usable_cores() - 1  # the spinner's core is not offered
 
 
@@ -392,7 +392,7 @@ class _Readings(cores.FreeCores):
 
 
 def test_auto_threads_count_only_other_processes_as_busy(monkeypatch):
-    monkeypatch.setattr(psutil, "cpu_count", lambda: 4)
+    monkeypatch.setattr(cores, "_cpus", lambda: [0, 1, 2, 3])
     monkeypatch.setattr(cores, "usable_cores", lambda: 4)
     # 2 s: the machine was busy 5 CPU s, 4 of them this process's own fit -> 0.5 cores taken
     assert _Readings((0, 0, 0), (2, 5, 4))() == 4  # 3.5 idle rounds up
@@ -402,20 +402,34 @@ def test_auto_threads_count_only_other_processes_as_busy(monkeypatch):
     assert (free(), free()) == (4, 1)
 
 
-@pytest.mark.parametrize("chunk", [permutation.CHUNK_VALUES, 500])  # one predict / many
+@pytest.mark.parametrize("chunk", [permutation.CHUNK_VALUES, 500])  # one stack / many
 def test_stacked_permutation_importance_equals_sklearns_feature_by_feature(monkeypatch, chunk):
     from sklearn.datasets import load_diabetes, load_wine
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.inspection import permutation_importance
-    from sklearn.linear_model import Ridge
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
 
     monkeypatch.setattr(permutation, "CHUNK_VALUES", chunk)
-    for model, (X, y) in [
-        (HistGradientBoostingClassifier(max_iter=10), load_wine(return_X_y=True)),
-        (Ridge(), load_diabetes(return_X_y=True)),
-    ]:
+    monkeypatch.setattr(permutation, "PIECE_ROWS", 200)  # several predicts per stack
+    wine_X, wine_y = load_wine(return_X_y=True)
+    wine_X = StandardScaler().fit_transform(wine_X)
+    names = np.array(["barolo", "grignolino", "barbera"])[wine_y]  # string labels
+    models = [
+        (HistGradientBoostingClassifier(max_iter=10), wine_X, wine_y),
+        (KNeighborsClassifier(n_jobs=2), wine_X, names),
+        (SVC(), wine_X, names),
+        (LogisticRegression(), wine_X, names),
+        (Ridge(), *load_diabetes(return_X_y=True)),
+    ]
+    for model, X, y in models:
         model.fit(X[::2], y[::2])
         want = permutation_importance(model, X[1::2], y[1::2], n_repeats=4, random_state=7)
-        got = permutation.importances(model, X[1::2], y[1::2], n_repeats=4, seed=7, workers=2)
-        assert np.abs(want.importances_mean).max() > 0.01  # the features matter
-        np.testing.assert_allclose(got, want.importances_mean, rtol=0, atol=1e-12)
+        one = permutation.importances(model, X[1::2], y[1::2], n_repeats=4, seed=7)
+        two = permutation.importances(model, X[1::2], y[1::2], n_repeats=4, seed=7, workers=2)
+        assert np.abs(want.importances_mean).max() > 0.01, model  # the features matter
+        np.testing.assert_allclose(one, want.importances_mean, rtol=0, atol=1e-12)
+        assert np.array_equal(one, two)  # the same pieces at any thread count
+    assert models[1][0].n_jobs == 2  # the model's own setting is back after the pool

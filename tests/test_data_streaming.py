@@ -96,7 +96,6 @@ from pathlib import Path
 
 import lightning as L
 import json
-import threading
 
 import numpy as np
 import torch

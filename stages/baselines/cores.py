@@ -15,36 +15,47 @@ import os
 import time
 from typing import NamedTuple
 
+import joblib
 import psutil
 from threadpoolctl import threadpool_limits
 
 MIN_WINDOW_S = 0.2  # shortest interval a reading is taken over (sleeps the difference)
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity mask where the OS has one)."""
+def _cpus() -> list[int]:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
     if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+        return sorted(os.sched_getaffinity(0))
+    return list(range(psutil.cpu_count() or 1))
+
+
+def usable_cores() -> int:
+    """Cores this process may use: its CPUs, capped by a container's CPU quota (cgroups;
+    joblib reads it) so `docker --cpus=2` on a 32-core host gives 2."""
+    return max(1, min(len(_cpus()), joblib.cpu_count()))
 
 
 def _busy_seconds(t) -> float:
-    """CPU seconds not idle, from `psutil.cpu_times()` (guest time is inside user on Linux)."""
+    """CPU seconds not idle, from a `psutil.cpu_times()` entry (guest is inside user)."""
     fields = ("user", "nice", "system", "irq", "softirq", "steal")
     return sum(getattr(t, f, 0.0) for f in fields)
 
 
 class FreeCores:
     """Call it before each fit: the cores left idle by other processes since the last call
-    (or since it was made), over a window of at least `MIN_WINDOW_S`."""
+    (or since it was made), over a window of at least `MIN_WINDOW_S`. Only this process's
+    CPUs are read, and its own CPU time (with its finished children's) is not "other"."""
 
     def __init__(self) -> None:
         self._me = psutil.Process()
         self._mark = self._read()
 
     def _read(self) -> tuple[float, float, float]:
+        per_cpu = psutil.cpu_times(percpu=True)
+        busy = sum(_busy_seconds(per_cpu[c]) for c in _cpus() if c < len(per_cpu))
         own = self._me.cpu_times()
-        return time.monotonic(), _busy_seconds(psutil.cpu_times()), own.user + own.system
+        mine = own.user + own.system + own.children_user + own.children_system
+        return time.monotonic(), busy, mine
 
     def others_busy(self) -> float:
         """Cores' worth of CPU the rest of the machine used since the last reading."""
@@ -57,9 +68,9 @@ class FreeCores:
         return max(0.0, ((busy1 - busy0) - (own1 - own0)) / (t1 - t0))
 
     def __call__(self) -> int:
-        machine = psutil.cpu_count() or usable_cores()
-        free = machine - self.others_busy()
-        return max(1, min(usable_cores(), math.floor(free + 0.5)))  # 1.5 idle -> 2
+        cores = usable_cores()
+        free = len(_cpus()) - self.others_busy()
+        return max(1, min(cores, math.floor(free + 0.5)))  # 1.5 idle -> 2
 
 
 class Threads(NamedTuple):

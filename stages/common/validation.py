@@ -7,14 +7,13 @@ validate stage that heads `dvc.yaml`, tune before its first trial, and train all
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stages import config
-from stages.common import compat
+from stages.common import compat, io
 from stages.common.search_space import candidate_values, set_dotted, trial_params, validate_space
 from stages.runtime.errors import ConfigError
 
@@ -38,10 +37,9 @@ def read_schema_if_any(
 
     After a change to `data`, prepare will write a new one; the old one describes other data.
     """
-    path = None if prepared is None else Path(prepared) / "schema.json"
-    if path is None or not path.exists():
+    if prepared is None or not (Path(prepared) / "schema.json").exists():
         return None
-    schema = json.loads(path.read_text())
+    schema = io.read_schema(Path(prepared))  # a damaged one is refused, by name
     if not current and schema.get("data_params_hash") != config.params_hash(cfg, "seed", "data"):
         return None
     return schema
